@@ -1,0 +1,134 @@
+/*
+ * uzswap — zswap in user space: a compressed RAM cache in front of a swap file.
+ *
+ * Every function returns 0 (or a non-negative count) on success and a negative errno on
+ * failure; none aborts or prints. An instance is thread-safe: any number of threads may
+ * swap out, swap in, free and duplicate slots at once.
+ */
+#ifndef UZSWAP_H
+#define UZSWAP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define UZS_PAGE_SIZE 4096u
+
+/* A swap slot: the page offset in the instance's swap file. 0 is never a valid slot. */
+typedef uint64_t uzs_slot_t;
+
+struct uzs;       /* an instance: one swap file, one compressed pool */
+struct uzs_group; /* a memory-cgroup-style group; NULL means the root group */
+
+struct uzs_config {
+	/* "lz4", "zstd", "lzo" (lzo1x), "deflate" (zlib); kernel default: "lzo" */
+	const char *compressor;
+	/* compressor level, 0 = the library's default (zstd 3, deflate 6; lz4 acceleration) */
+	int compressor_level;
+	/* pool limit as a percentage of RAM (kernel default 20), used when max_pool_bytes is 0 */
+	unsigned max_pool_percent;
+	/* absolute pool limit in bytes; 0 = use max_pool_percent */
+	uint64_t max_pool_bytes;
+	/* once full, the pool takes stores again only below this percentage of its limit (90) */
+	unsigned accept_threshold_percent;
+	/* swap-in frees the compressed copy when the caller is its only holder (default on) */
+	bool exclusive_loads;
+	/* write back proactively when the system runs low on memory (kernel default off) */
+	bool shrinker_enabled;
+	/* where the swap file lives; it is created 0600 and unlinked at once, so nothing is
+	 * left behind. NULL: a fresh file in $UZSWAP_DIR, $TMPDIR or /var/tmp. */
+	const char *swapfile_path;
+	/* swap file size in bytes (sparse); 0 = 4 GiB. Bounds the number of swapped pages. */
+	uint64_t swapfile_bytes;
+};
+
+/* Engine statistics: the kernel's zswap debugfs names, plus swap-file and error counters. */
+struct uzs_stats {
+	uint64_t stored_pages;                /* pages held in the cache (incl. same-filled) */
+	uint64_t stored_incompressible_pages; /* pages held raw because they did not compress */
+	uint64_t same_filled_pages;           /* pages held as one repeated word, no pool memory */
+	uint64_t pool_total_size;             /* bytes of memory the pool holds */
+	uint64_t pool_limit_hit;              /* stores refused because the pool was full */
+	uint64_t written_back_pages;          /* pages written back from the cache to the file */
+	uint64_t reject_reclaim_fail;         /* stores refused because reclaim made no room */
+	uint64_t reject_compress_fail;        /* stores refused because the compressor failed */
+	uint64_t reject_compress_poor;        /* stores refused because the page did not compress */
+	uint64_t reject_alloc_fail;           /* stores refused because the pool had no memory */
+	uint64_t reject_kmemcache_fail;       /* stores refused because no entry could be allocated */
+	uint64_t decompress_fail;             /* loads whose compressed data was corrupt (-EIO) */
+	uint64_t zswpin;                      /* pages swapped in from the cache */
+	uint64_t zswpout;                     /* pages stored in the cache */
+	uint64_t zswpwb;                      /* pages written back (same as written_back_pages) */
+	/* beyond the kernel's set */
+	uint64_t pswpin;                      /* pages read from the swap file */
+	uint64_t pswpout;                     /* pages written to the swap file directly (cache refused) */
+	uint64_t swap_slots_used;             /* slots allocated in the swap file */
+	uint64_t swap_slots_total;            /* slots the swap file has */
+	uint64_t compressed_bytes;            /* compressed bytes of the objects in the pool */
+	uint64_t writeback_fail;              /* writebacks whose write failed (entry kept in RAM) */
+	uint64_t swap_io_fail;                /* swap file reads or writes that failed */
+	uint64_t invalid_slot;                /* calls naming a slot that is not allocated */
+	uint64_t nodata_slot;                 /* swap-ins of a slot whose page was handed over */
+	uint64_t pool_compacted_bytes;        /* bytes given back by compaction */
+};
+
+/* Fill in the kernel's defaults. */
+void uzs_config_init(struct uzs_config *config);
+
+/* Open an instance. -EINVAL for a bad config (unknown compressor, percentages out of
+ * range), or the errno of creating the swap file. */
+int uzs_open(const struct uzs_config *config, struct uzs **out);
+
+/* Close an instance: stops its worker, frees every page and the swap file. */
+void uzs_close(struct uzs *uzs);
+
+/* Swap one page out. On success *slot names it; its swap count is 1.
+ * -ENOSPC: the swap file is full and the cache refused the page; the caller keeps it. */
+int uzs_swap_out(struct uzs *uzs, struct uzs_group *group, const void *page, uzs_slot_t *slot);
+
+/* Release the caller's reference in the same call (the fault path: page back, slot gone). */
+#define UZS_SWAPIN_FREE 1u
+
+/* Swap a page in. The slot keeps its reference unless UZS_SWAPIN_FREE is given.
+ * With exclusive loads, a caller that is the slot's only holder takes the page over: the
+ * cached copy is freed and a second swap-in of the slot returns -ENODATA.
+ * -EINVAL: the slot is not allocated. -EIO: the stored data is corrupt or the swap file
+ * failed; the page is left untouched. */
+int uzs_swap_in(struct uzs *uzs, uzs_slot_t slot, void *page, unsigned flags);
+
+/* Drop one reference to a slot; at zero its page is freed. -EINVAL: not allocated
+ * (double free). */
+int uzs_free(struct uzs *uzs, uzs_slot_t slot);
+
+/* Add a reference to a slot (sharing after fork). -EINVAL: not allocated; -ENODATA: its
+ * page was handed over by an exclusive load; -EOVERFLOW: too many references. */
+int uzs_dup(struct uzs *uzs, uzs_slot_t slot);
+
+/* Switch the compressor for new stores. Entries already stored keep decompressing with the
+ * compressor that stored them. */
+int uzs_set_compressor(struct uzs *uzs, const char *name, int level);
+
+/* Write back up to nr_pages from the cold end of the LRU; returns how many were written. */
+long uzs_shrink(struct uzs *uzs, long nr_pages);
+
+/* Move objects out of sparse pool pages; returns the bytes of memory given back. */
+long uzs_compact(struct uzs *uzs);
+
+/* Read the statistics (a consistent-enough snapshot: each field is read atomically). */
+void uzs_get_stats(struct uzs *uzs, struct uzs_stats *stats);
+
+/* Print the statistics as "name value" lines. */
+int uzs_print_stats(struct uzs *uzs, FILE *out);
+
+/* The compressor names uzswap knows, NULL-terminated. */
+const char *const *uzs_compressor_names(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,50 @@
+/*
+ * pool — a zsmalloc-style allocator for compressed pages.
+ *
+ * Objects of 1..POOL_MAX_OBJECT bytes live in size classes; each class packs its objects
+ * into zspages of one or more contiguous pages, and objects may straddle the pages of a
+ * zspage. Callers hold handles, not pointers, so compaction can move objects. All pool
+ * memory comes from one reserved mmap area and is given back to the OS (MADV_DONTNEED)
+ * when its zspage empties (a few empty zspages are kept for reuse; pool_release_empty
+ * returns them too).
+ *
+ * Thread-safe. Locks: one mutex per size class (alloc, free, compaction) and one rwlock
+ * per size class taken for reading by map/unmap and for writing while compaction moves
+ * objects. No lock is global.
+ */
+#ifndef UZS_POOL_H
+#define UZS_POOL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define POOL_MAX_OBJECT 4096u
+
+struct pool;
+
+/* Reserve address space for up to about max_bytes of pool memory (the pool refuses
+ * allocations, -ENOMEM, once its reservation is used up). NULL on failure. */
+struct pool *pool_create(uint64_t max_bytes);
+void pool_destroy(struct pool *pool);
+
+/* Allocate an object of size bytes (1..POOL_MAX_OBJECT). 0 and *handle set (never 0),
+ * -E2BIG for a bad size, -ENOMEM when no memory could be had. */
+int pool_alloc(struct pool *pool, size_t size, uint64_t *handle);
+void pool_free(struct pool *pool, uint64_t handle);
+
+/* Pin the object and return its address; it stays put (compaction waits) until
+ * pool_unmap. The bytes are contiguous even when the object straddles pages. */
+void *pool_map(struct pool *pool, uint64_t handle);
+void pool_unmap(struct pool *pool, uint64_t handle);
+
+/* Bytes of memory the pool holds: pages of live and cached-empty zspages, times 4096. */
+uint64_t pool_total_bytes(const struct pool *pool);
+
+/* Move objects from sparse zspages into fuller ones of the same class and give the freed
+ * pages back to the OS. Returns the bytes given back. */
+uint64_t pool_compact(struct pool *pool);
+
+/* Give every cached empty zspage back to the OS; returns the bytes given back. */
+uint64_t pool_release_empty(struct pool *pool);
+
+#endif

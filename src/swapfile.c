@@ -1,0 +1,472 @@
+#define _GNU_SOURCE
+#include "swapfile.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdalign.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#define PAGE 4096u
+#define NR_ALLOC_SHARDS 16u
+#define NO_CLUSTER UINT64_MAX
+
+struct cluster {
+	_Atomic uint32_t nr_free;
+	uint64_t next;	/* list_lock */
+	bool on_list;	/* list_lock */
+	bool current;	/* list_lock: some shard allocates from it */
+};
+
+/* One allocation front per thread shard: threads fill different clusters, so they neither
+ * contend on a lock nor share cache lines of the slot map. */
+struct alloc_shard {
+	alignas(64) pthread_mutex_t lock;
+	uint64_t cluster;
+	uint32_t cursor;
+};
+
+struct swapfile {
+	int fd;
+	bool direct;
+	uint64_t nr_slots, nr_clusters;
+	_Atomic uint32_t *map;
+	size_t map_bytes;
+	struct cluster *clusters;
+	pthread_mutex_t list_lock;
+	uint64_t list_head; /* clusters with free slots that no shard is using */
+	_Atomic uint64_t used;
+	struct alloc_shard shards[NR_ALLOC_SHARDS];
+};
+
+unsigned thread_shard(void)
+{
+	static _Atomic unsigned next_shard;
+	static __thread unsigned shard_plus_one;
+
+	if (!shard_plus_one)
+		shard_plus_one = atomic_fetch_add_explicit(&next_shard, 1, memory_order_relaxed) + 1;
+	return shard_plus_one - 1;
+}
+
+/* ---- cluster lists ---- */
+
+static void cluster_push(struct swapfile *sf, uint64_t c)
+{
+	sf->clusters[c].next = sf->list_head;
+	sf->clusters[c].on_list = true;
+	sf->list_head = c;
+}
+
+/* A slot went back to the allocator: its cluster may have to rejoin the free list. */
+static void slot_released(struct swapfile *sf, uint64_t slot)
+{
+	uint64_t c = slot / SLOTS_PER_CLUSTER;
+	struct cluster *cl = &sf->clusters[c];
+
+	atomic_fetch_sub_explicit(&sf->used, 1, memory_order_relaxed);
+	if (atomic_fetch_add_explicit(&cl->nr_free, 1, memory_order_acq_rel) != 0)
+		return;
+	pthread_mutex_lock(&sf->list_lock);
+	if (!cl->on_list && !cl->current)
+		cluster_push(sf, c);
+	pthread_mutex_unlock(&sf->list_lock);
+}
+
+/* Trade the shard's cluster for one with free slots; false when there is none. */
+static bool shard_next_cluster(struct swapfile *sf, struct alloc_shard *sh)
+{
+	uint64_t c;
+
+	pthread_mutex_lock(&sf->list_lock);
+	if (sh->cluster != NO_CLUSTER) {
+		struct cluster *old = &sf->clusters[sh->cluster];
+
+		old->current = false;
+		if (atomic_load(&old->nr_free) && !old->on_list)
+			cluster_push(sf, sh->cluster);
+		sh->cluster = NO_CLUSTER;
+	}
+	c = sf->list_head;
+	if (c != NO_CLUSTER) {
+		sf->list_head = sf->clusters[c].next;
+		sf->clusters[c].on_list = false;
+		sf->clusters[c].current = true;
+		sh->cluster = c;
+		sh->cursor = 0;
+	}
+	pthread_mutex_unlock(&sf->list_lock);
+	return c != NO_CLUSTER;
+}
+
+static uint64_t shard_scan(struct swapfile *sf, struct alloc_shard *sh)
+{
+	uint64_t base = sh->cluster * SLOTS_PER_CLUSTER;
+
+	for (uint32_t i = 0; i < SLOTS_PER_CLUSTER; i++) {
+		uint32_t idx = (sh->cursor + i) % SLOTS_PER_CLUSTER;
+		uint64_t slot = base + idx;
+		uint32_t expect = 0;
+
+		if (slot >= sf->nr_slots || atomic_load_explicit(&sf->map[slot], memory_order_relaxed))
+			continue;
+		if (!atomic_compare_exchange_strong(&sf->map[slot], &expect,
+						    SLOT_ALLOCATED | SLOT_HAS_DATA | 1u))
+			continue;
+		atomic_fetch_sub_explicit(&sf->clusters[sh->cluster].nr_free, 1,
+					  memory_order_relaxed);
+		atomic_fetch_add_explicit(&sf->used, 1, memory_order_relaxed);
+		sh->cursor = idx + 1;
+		return slot;
+	}
+	return 0;
+}
+
+uint64_t swapfile_alloc(struct swapfile *sf)
+{
+	struct alloc_shard *sh = &sf->shards[thread_shard() % NR_ALLOC_SHARDS];
+	uint64_t slot = 0;
+
+	pthread_mutex_lock(&sh->lock);
+	/* A cluster taken from the list has a free slot, so two turns always suffice. */
+	for (int turn = 0; turn < 3 && !slot; turn++) {
+		if (sh->cluster != NO_CLUSTER)
+			slot = shard_scan(sf, sh);
+		if (!slot && !shard_next_cluster(sf, sh))
+			break;
+	}
+	pthread_mutex_unlock(&sh->lock);
+	return slot;
+}
+
+/* ---- slot state ---- */
+
+static inline uint32_t count_of(uint32_t s)
+{
+	return s & SLOT_COUNT_MASK;
+}
+
+static inline bool live(uint32_t s)
+{
+	return (s & SLOT_ALLOCATED) && count_of(s) && !(s & SLOT_FREEING);
+}
+
+uint32_t swapfile_state(struct swapfile *sf, uint64_t slot)
+{
+	if (slot == 0 || slot >= sf->nr_slots)
+		return 0;
+	return atomic_load_explicit(&sf->map[slot], memory_order_acquire);
+}
+
+int slot_dup(struct swapfile *sf, uint64_t slot)
+{
+	uint32_t s = swapfile_state(sf, slot);
+
+	do {
+		if (!live(s))
+			return -EINVAL;
+		if (!(s & SLOT_HAS_DATA))
+			return -ENODATA;
+		if (count_of(s) >= SLOT_COUNT_MAX)
+			return -EOVERFLOW;
+	} while (!atomic_compare_exchange_weak(&sf->map[slot], &s, s + 1));
+	return 0;
+}
+
+int slot_put(struct swapfile *sf, uint64_t slot)
+{
+	uint32_t s = swapfile_state(sf, slot), n;
+
+	do {
+		if (!live(s))
+			return -EINVAL;
+		n = s - 1;
+		if (!count_of(n))
+			n |= SLOT_FREEING;
+	} while (!atomic_compare_exchange_weak(&sf->map[slot], &s, n));
+	return count_of(n) == 0;
+}
+
+void slot_finish_free(struct swapfile *sf, uint64_t slot)
+{
+	uint32_t s = atomic_load(&sf->map[slot]), n;
+
+	do {
+		/* A pinned slot is released by the writeback that pinned it. */
+		n = (s & SLOT_WB_PIN) ? (s & ~SLOT_FREEING) : 0;
+	} while (!atomic_compare_exchange_weak(&sf->map[slot], &s, n));
+	if (!n)
+		slot_released(sf, slot);
+}
+
+bool slot_pin(struct swapfile *sf, uint64_t slot)
+{
+	uint32_t s = swapfile_state(sf, slot);
+
+	do {
+		if (!live(s) || (s & SLOT_WB_PIN) || !(s & SLOT_HAS_DATA))
+			return false;
+	} while (!atomic_compare_exchange_weak(&sf->map[slot], &s, s | SLOT_WB_PIN));
+	return true;
+}
+
+void slot_unpin(struct swapfile *sf, uint64_t slot)
+{
+	uint32_t s = atomic_load(&sf->map[slot]), n;
+
+	do {
+		n = s & ~SLOT_WB_PIN;
+		if (!count_of(n) && !(n & SLOT_FREEING))
+			n = 0; /* freed while pinned: ours to release */
+	} while (!atomic_compare_exchange_weak(&sf->map[slot], &s, n));
+	if (!n)
+		slot_released(sf, slot);
+}
+
+void slot_set_flags(struct swapfile *sf, uint64_t slot, uint32_t flags)
+{
+	atomic_fetch_or_explicit(&sf->map[slot], flags, memory_order_release);
+}
+
+void slot_clear_flags(struct swapfile *sf, uint64_t slot, uint32_t flags)
+{
+	atomic_fetch_and_explicit(&sf->map[slot], ~flags, memory_order_release);
+}
+
+uint64_t swapfile_nr_slots(const struct swapfile *sf)
+{
+	return sf->nr_slots;
+}
+
+uint64_t swapfile_used(const struct swapfile *sf)
+{
+	return atomic_load_explicit(&sf->used, memory_order_relaxed);
+}
+
+bool swapfile_direct_io(const struct swapfile *sf)
+{
+	return sf->direct;
+}
+
+int swapfile_fd(const struct swapfile *sf)
+{
+	return sf->fd;
+}
+
+/* ---- page I/O ---- */
+
+static __thread void *bounce_page;
+static pthread_key_t bounce_key;
+static pthread_once_t bounce_once = PTHREAD_ONCE_INIT;
+
+static void bounce_key_init(void)
+{
+	pthread_key_create(&bounce_key, free);
+}
+
+/* O_DIRECT wants page-aligned buffers; callers' pages need not be. */
+static void *bounce(void)
+{
+	if (!bounce_page) {
+		pthread_once(&bounce_once, bounce_key_init);
+		bounce_page = aligned_alloc(PAGE, PAGE);
+		if (bounce_page)
+			pthread_setspecific(bounce_key, bounce_page);
+	}
+	return bounce_page;
+}
+
+void swapfile_thread_cleanup(void)
+{
+	if (!bounce_page)
+		return;
+	pthread_setspecific(bounce_key, NULL);
+	free(bounce_page);
+	bounce_page = NULL;
+}
+
+static bool needs_bounce(const struct swapfile *sf, const void *buf)
+{
+	return sf->direct && ((uintptr_t)buf & (PAGE - 1));
+}
+
+int swapfile_write(struct swapfile *sf, uint64_t slot, const void *page)
+{
+	const void *buf = page;
+	ssize_t n;
+
+	if (needs_bounce(sf, page)) {
+		void *b = bounce();
+
+		if (!b)
+			return -ENOMEM;
+		memcpy(b, page, PAGE);
+		buf = b;
+	}
+	do
+		n = pwrite(sf->fd, buf, PAGE, (off_t)(slot * PAGE));
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return -errno;
+	return n == PAGE ? 0 : -EIO;
+}
+
+int swapfile_read(struct swapfile *sf, uint64_t slot, void *page)
+{
+	bool bounced = needs_bounce(sf, page);
+	void *buf = bounced ? bounce() : page;
+	ssize_t n;
+
+	if (!buf)
+		return -ENOMEM;
+	do
+		n = pread(sf->fd, buf, PAGE, (off_t)(slot * PAGE));
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return -errno;
+	if (n != PAGE)
+		return -EIO;
+	if (bounced)
+		memcpy(page, buf, PAGE);
+	return 0;
+}
+
+/* ---- open / close ---- */
+
+static int create_file(const char *path)
+{
+	char name[4096];
+	const char *dir;
+	int fd;
+
+	if (path) {
+		fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+		if (fd < 0)
+			return -errno;
+		unlink(path);
+		return fd;
+	}
+	dir = getenv("UZSWAP_DIR");
+	if (!dir || !*dir)
+		dir = getenv("TMPDIR");
+	if (!dir || !*dir)
+		dir = "/var/tmp";
+	if (snprintf(name, sizeof(name), "%s/uzswap.XXXXXX", dir) >= (int)sizeof(name))
+		return -ENAMETOOLONG;
+	fd = mkostemp(name, O_CLOEXEC); /* mode 0600 */
+	if (fd < 0)
+		return -errno;
+	unlink(name);
+	return fd;
+}
+
+/* Bypass the page cache when the file system allows it: a swap file cached in RAM would
+ * keep the very memory we are trying to give back. Probed on slot 0, which no page uses. */
+static bool try_direct_io(int fd)
+{
+	void *probe = aligned_alloc(PAGE, PAGE);
+	int flags = fcntl(fd, F_GETFL);
+	bool ok = false;
+
+	if (probe && flags >= 0 && fcntl(fd, F_SETFL, flags | O_DIRECT) == 0) {
+		memset(probe, 0, PAGE);
+		ok = pwrite(fd, probe, PAGE, 0) == PAGE && pread(fd, probe, PAGE, 0) == PAGE;
+		if (!ok)
+			fcntl(fd, F_SETFL, flags);
+	}
+	free(probe);
+	return ok;
+}
+
+static int setup_clusters(struct swapfile *sf)
+{
+	sf->nr_clusters = (sf->nr_slots + SLOTS_PER_CLUSTER - 1) / SLOTS_PER_CLUSTER;
+	sf->clusters = calloc(sf->nr_clusters, sizeof(*sf->clusters));
+	if (!sf->clusters)
+		return -ENOMEM;
+	sf->list_head = NO_CLUSTER;
+	for (uint64_t c = sf->nr_clusters; c-- > 0;) {
+		uint64_t end = (c + 1) * SLOTS_PER_CLUSTER;
+
+		if (end > sf->nr_slots)
+			end = sf->nr_slots;
+		atomic_init(&sf->clusters[c].nr_free, (uint32_t)(end - c * SLOTS_PER_CLUSTER));
+		cluster_push(sf, c);
+	}
+	/* Slot 0 is never handed out, so that 0 can mean "no slot". */
+	atomic_store(&sf->map[0], SLOT_ALLOCATED);
+	atomic_fetch_sub(&sf->clusters[0].nr_free, 1);
+	return 0;
+}
+
+static int setup_map(struct swapfile *sf)
+{
+	/* Reserved, not committed: the kernel backs only the parts of the map in use. */
+	sf->map_bytes = sf->nr_slots * sizeof(*sf->map);
+	sf->map = mmap(NULL, sf->map_bytes, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (sf->map == MAP_FAILED) {
+		sf->map = NULL;
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+int swapfile_open(const char *path, uint64_t bytes, struct swapfile **out)
+{
+	struct swapfile *sf;
+	int err;
+
+	if (bytes / PAGE < 2 || bytes / PAGE > (1ull << 40))
+		return -EINVAL;
+	sf = calloc(1, sizeof(*sf));
+	if (!sf)
+		return -ENOMEM;
+	sf->nr_slots = bytes / PAGE;
+	pthread_mutex_init(&sf->list_lock, NULL);
+	for (unsigned i = 0; i < NR_ALLOC_SHARDS; i++) {
+		pthread_mutex_init(&sf->shards[i].lock, NULL);
+		sf->shards[i].cluster = NO_CLUSTER;
+	}
+	sf->fd = create_file(path);
+	if (sf->fd < 0) {
+		err = sf->fd;
+		sf->fd = -1;
+		goto fail;
+	}
+	if (ftruncate(sf->fd, (off_t)(sf->nr_slots * PAGE)) < 0) {
+		err = -errno;
+		goto fail;
+	}
+	sf->direct = try_direct_io(sf->fd);
+	err = setup_map(sf);
+	if (!err)
+		err = setup_clusters(sf);
+	if (err)
+		goto fail;
+	*out = sf;
+	return 0;
+fail:
+	swapfile_close(sf);
+	return err;
+}
+
+void swapfile_close(struct swapfile *sf)
+{
+	if (!sf)
+		return;
+	if (sf->fd >= 0)
+		close(sf->fd);
+	if (sf->map)
+		munmap((void *)sf->map, sf->map_bytes);
+	free(sf->clusters);
+	for (unsigned i = 0; i < NR_ALLOC_SHARDS; i++)
+		pthread_mutex_destroy(&sf->shards[i].lock);
+	pthread_mutex_destroy(&sf->list_lock);
+	free(sf);
+}

@@ -1,0 +1,68 @@
+/*
+ * swapfile — the swap file: a slot allocator over clusters of 512 slots, each slot's
+ * swap count and state, and page I/O.
+ *
+ * A slot's state is one atomic word, so the swap count and the flags below change
+ * together without a lock. A slot stays allocated until its count is zero, no free is in
+ * progress and no writeback holds it: writeback pins the slot so the slot cannot be handed
+ * to a new page while old data is being written to it.
+ */
+#ifndef UZS_SWAPFILE_H
+#define UZS_SWAPFILE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#define SLOT_COUNT_MASK 0xffffu
+#define SLOT_COUNT_MAX 0x7fffu
+#define SLOT_ALLOCATED (1u << 16) /* handed out, not yet back in the allocator */
+#define SLOT_HAS_DATA (1u << 17)  /* holds a page (cache or file) that may be read */
+#define SLOT_ON_FILE (1u << 18)   /* the page is in the swap file */
+#define SLOT_WB_PIN (1u << 19)    /* writeback in flight: do not reuse */
+#define SLOT_FREEING (1u << 20)   /* count reached zero, the cache copy is being dropped */
+
+#define SLOTS_PER_CLUSTER 512u
+
+struct swapfile;
+
+/* Create the swap file (0600, unlinked at once) of the given size under path (a file
+ * name; NULL: a fresh name in $UZSWAP_DIR, $TMPDIR or /var/tmp). */
+int swapfile_open(const char *path, uint64_t bytes, struct swapfile **out);
+void swapfile_close(struct swapfile *sf);
+
+/* A free slot with count 1 and SLOT_HAS_DATA, or 0 when the file is full. */
+uint64_t swapfile_alloc(struct swapfile *sf);
+
+uint32_t swapfile_state(struct swapfile *sf, uint64_t slot);
+uint64_t swapfile_nr_slots(const struct swapfile *sf);
+uint64_t swapfile_used(const struct swapfile *sf);
+bool swapfile_direct_io(const struct swapfile *sf);
+
+/* Add a reference. 0, -EINVAL (not allocated), -ENODATA, -EOVERFLOW. */
+int slot_dup(struct swapfile *sf, uint64_t slot);
+
+/* Drop a reference. 1 when it was the last (the slot is then FREEING: the caller drops the
+ * cached copy and calls slot_finish_free), 0 otherwise, -EINVAL when not allocated. */
+int slot_put(struct swapfile *sf, uint64_t slot);
+void slot_finish_free(struct swapfile *sf, uint64_t slot);
+
+/* Pin a live slot for writeback; false when it is being freed or already pinned. */
+bool slot_pin(struct swapfile *sf, uint64_t slot);
+void slot_unpin(struct swapfile *sf, uint64_t slot);
+
+void slot_set_flags(struct swapfile *sf, uint64_t slot, uint32_t flags);
+void slot_clear_flags(struct swapfile *sf, uint64_t slot, uint32_t flags);
+
+/* Page I/O at a slot. 0 or a negative errno (a short transfer is -EIO). */
+int swapfile_write(struct swapfile *sf, uint64_t slot, const void *page);
+int swapfile_read(struct swapfile *sf, uint64_t slot, void *page);
+
+/* Tests only: the file descriptor, to damage the file on purpose. */
+int swapfile_fd(const struct swapfile *sf);
+
+void swapfile_thread_cleanup(void);
+
+/* A small per-thread index, so per-thread shards (allocation, counters) need no lock. */
+unsigned thread_shard(void);
+
+#endif

@@ -33,11 +33,14 @@ int pool_alloc(struct pool *pool, size_t size, uint64_t *handle);
 void pool_free(struct pool *pool, uint64_t handle);
 
 /* Pin the object and return its address; it stays put (compaction waits) until
- * pool_unmap. The bytes are contiguous even when the object straddles pages. */
+ * pool_unmap. The bytes are contiguous even when the object straddles pages.
+ * NULL for an unknown or freed handle; call pool_unmap only after a non-NULL map. */
 void *pool_map(struct pool *pool, uint64_t handle);
 void pool_unmap(struct pool *pool, uint64_t handle);
 
-/* Bytes of memory the pool holds: pages of live and cached-empty zspages, times 4096. */
+/* Bytes of memory the pool holds: pages of live and cached-empty zspages, times 4096.
+ * A zspage's page counts from when an object first reaches into it (untouched pages of
+ * a partly filled zspage are not resident, so they are not counted). */
 uint64_t pool_total_bytes(const struct pool *pool);
 
 /* Move objects from sparse zspages into fuller ones of the same class and give the freed

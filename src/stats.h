@@ -1,0 +1,70 @@
+/*
+ * stats — engine counters, kept per thread shard so the hot paths never share a cache
+ * line; a read sums the shards. Gauges (stored_pages, ...) go up and down, so a shard's
+ * value may be negative; only the sum means anything.
+ */
+#ifndef UZS_STATS_H
+#define UZS_STATS_H
+
+#include <stdalign.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "swapfile.h"
+
+enum counter {
+	C_STORED_PAGES,
+	C_STORED_INCOMPRESSIBLE,
+	C_SAME_FILLED,
+	C_COMPRESSED_BYTES,
+	C_POOL_LIMIT_HIT,
+	C_WRITTEN_BACK,
+	C_REJECT_RECLAIM_FAIL,
+	C_REJECT_COMPRESS_FAIL,
+	C_REJECT_COMPRESS_POOR,
+	C_REJECT_ALLOC_FAIL,
+	C_REJECT_KMEMCACHE_FAIL,
+	C_DECOMPRESS_FAIL,
+	C_ZSWPIN,
+	C_ZSWPOUT,
+	C_PSWPIN,
+	C_PSWPOUT,
+	C_WRITEBACK_FAIL,
+	C_SWAP_IO_FAIL,
+	C_INVALID_SLOT,
+	C_NODATA_SLOT,
+	C_COMPACTED,
+	C_NR
+};
+
+#define STAT_SHARDS 16u
+
+struct stat_shard {
+	alignas(64) _Atomic int64_t v[C_NR];
+};
+
+struct stats {
+	struct stat_shard shard[STAT_SHARDS];
+};
+
+static inline void stat_add(struct stats *s, enum counter c, int64_t n)
+{
+	atomic_fetch_add_explicit(&s->shard[thread_shard() % STAT_SHARDS].v[c], n,
+				  memory_order_relaxed);
+}
+
+static inline void stat_inc(struct stats *s, enum counter c)
+{
+	stat_add(s, c, 1);
+}
+
+static inline uint64_t stat_read(struct stats *s, enum counter c)
+{
+	int64_t sum = 0;
+
+	for (unsigned i = 0; i < STAT_SHARDS; i++)
+		sum += atomic_load_explicit(&s->shard[i].v[c], memory_order_relaxed);
+	return sum < 0 ? 0 : (uint64_t)sum;
+}
+
+#endif

@@ -312,10 +312,11 @@ static int zspage_prepare(struct pool *p, struct size_class *c, uint32_t slot)
 	return 0;
 }
 
-/* Park an empty zspage in the cache, or hand back the slot for release_to_os. */
+/* Park an empty zspage in the cache, or hand back the slot for release_to_os. A zspage
+ * holding no pages is not worth a cache entry. */
 static uint32_t zspage_park(struct pool *p, uint32_t slot)
 {
-	return cache_push(p, slot) ? NONE : slot;
+	return p->meta[slot].touched && cache_push(p, slot) ? NONE : slot;
 }
 
 static int zspage_new(struct pool *p, struct size_class *c, uint32_t *slot)

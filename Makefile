@@ -1,0 +1,50 @@
+# uzswap build. `make` builds the library and the CLI; `make check` builds and runs the
+# tests; SAN=address|thread builds everything with that sanitizer into build-SAN/.
+CC ?= cc
+SAN ?=
+BUILD := build$(if $(SAN),-$(SAN))
+CFLAGS ?= -O2 -g
+CFLAGS += -std=gnu11 -Wall -Wextra -Werror -pthread -Iinclude -Isrc
+ifeq ($(SAN),address)
+CFLAGS += -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+LDFLAGS += -fsanitize=address,undefined
+endif
+ifeq ($(SAN),thread)
+CFLAGS += -fsanitize=thread -fno-omit-frame-pointer
+LDFLAGS += -fsanitize=thread
+endif
+LDLIBS := -llz4 -lzstd -llzo2 -lz -pthread
+
+LIB_SRC := $(wildcard src/*.c)
+LIB_OBJ := $(LIB_SRC:src/%.c=$(BUILD)/obj/%.o)
+TOOL_SRC := $(wildcard tools/*.c)
+TOOL_OBJ := $(TOOL_SRC:tools/%.c=$(BUILD)/obj/tools/%.o)
+TEST_SRC := $(wildcard tests/test_*.c)
+TESTS := $(TEST_SRC:tests/%.c=$(BUILD)/%)
+
+all: $(BUILD)/libuzswap.a $(BUILD)/uzswap $(TESTS)
+
+$(BUILD)/obj/%.o: src/%.c $(wildcard src/*.h include/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/obj/tools/%.o: tools/%.c $(wildcard tools/*.h src/*.h include/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itools -c $< -o $@
+
+$(BUILD)/libuzswap.a: $(LIB_OBJ)
+	ar rcs $@ $^
+
+$(BUILD)/uzswap: $(TOOL_OBJ) $(BUILD)/libuzswap.a
+	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
+
+$(BUILD)/test_%: tests/test_%.c tests/check.h $(BUILD)/libuzswap.a
+	$(CC) $(CFLAGS) $(LDFLAGS) $< $(BUILD)/libuzswap.a -o $@ $(LDLIBS)
+
+check: all
+	tests/run-tests.sh $(BUILD)
+
+clean:
+	rm -rf build build-*
+
+.PHONY: all check clean

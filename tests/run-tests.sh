@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Runs every test binary in the build directory given ($1, default build) and prints one
+# closing "N passed, N failed" line over all of them.
+set -u
+build=${1:-build}
+passed=0 failed=0 broken=()
+for t in "$build"/test_*; do
+	[ -x "$t" ] || continue
+	echo "== $(basename "$t")"
+	out=$("$t" 2>&1); rc=$?
+	printf '%s\n' "$out"
+	line=$(printf '%s\n' "$out" | grep -E '^[0-9]+ passed, [0-9]+ failed$' | tail -n 1)
+	if [ -z "$line" ]; then
+		broken+=("$(basename "$t") (exit $rc, no summary)"); failed=$((failed + 1)); continue
+	fi
+	p=${line%% passed*}; f=${line#*, }; f=${f%% failed*}
+	passed=$((passed + p)); failed=$((failed + f))
+	[ "$rc" -eq 0 ] || [ "$f" -gt 0 ] || { broken+=("$(basename "$t") (exit $rc)"); failed=$((failed + 1)); }
+done
+for b in "${broken[@]+"${broken[@]}"}"; do echo "broken: $b"; done
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]

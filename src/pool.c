@@ -47,7 +47,6 @@
 #define FULL_LIST NR_BUCKETS
 #define NO_BUCKET 0xffu
 #define NONE UINT32_MAX
-#define CACHE_SLOTS 32u
 #define MIN_POOL_BYTES (64ull << 20)
 #define MAX_POOL_PAGES (1ull << 28) /* 1 TiB of pool: 16 TiB of address space */
 #define SLOT_SLACK 64u
@@ -91,7 +90,8 @@ struct pool {
 	_Atomic uint64_t pages;
 	_Atomic uint64_t next_slot;
 	_Atomic uint64_t free_top; /* ABA tag << 32 | slot */
-	_Atomic uint32_t cache[CACHE_SLOTS]; /* slot + 1, or 0 */
+	_Atomic uint64_t empty_top; /* empty resident zspages: ABA tag << 32 | slot */
+	_Atomic uint64_t empty_pages; /* pages those hold */
 	uint32_t nr_classes;
 	uint8_t size_to_class[NR_SIZES + 1];
 	struct size_class classes[NR_SIZES];
@@ -119,20 +119,20 @@ static char *slot_addr(const struct pool *p, uint32_t slot)
 	return p->base + (uint64_t)slot * SLOT_BYTES;
 }
 
-static void slot_push(struct pool *p, uint32_t slot)
+static void stack_push(struct pool *p, _Atomic uint64_t *top, uint32_t slot)
 {
-	uint64_t old = atomic_load_explicit(&p->free_top, memory_order_relaxed), new;
+	uint64_t old = atomic_load_explicit(top, memory_order_relaxed), new;
 
 	do {
 		atomic_store_explicit(&p->meta[slot].stack_next, (uint32_t)old, memory_order_relaxed);
 		new = ((old >> 32) + 1) << 32 | slot;
-	} while (!atomic_compare_exchange_weak_explicit(&p->free_top, &old, new,
+	} while (!atomic_compare_exchange_weak_explicit(top, &old, new,
 			memory_order_release, memory_order_relaxed));
 }
 
-static uint32_t slot_pop(struct pool *p)
+static uint32_t stack_pop(struct pool *p, _Atomic uint64_t *top)
 {
-	uint64_t old = atomic_load_explicit(&p->free_top, memory_order_acquire), new;
+	uint64_t old = atomic_load_explicit(top, memory_order_acquire), new;
 	uint32_t slot, next;
 
 	do {
@@ -141,9 +141,19 @@ static uint32_t slot_pop(struct pool *p)
 			return NONE;
 		next = atomic_load_explicit(&p->meta[slot].stack_next, memory_order_relaxed);
 		new = ((old >> 32) + 1) << 32 | next;
-	} while (!atomic_compare_exchange_weak_explicit(&p->free_top, &old, new,
+	} while (!atomic_compare_exchange_weak_explicit(top, &old, new,
 			memory_order_acquire, memory_order_acquire));
 	return slot;
+}
+
+static void slot_push(struct pool *p, uint32_t slot)
+{
+	stack_push(p, &p->free_top, slot);
+}
+
+static uint32_t slot_pop(struct pool *p)
+{
+	return stack_pop(p, &p->free_top);
 }
 
 /* Never-used slots come from a bump counter, so creating the pool touches nothing. */
@@ -159,28 +169,23 @@ static uint32_t slot_fresh(struct pool *p)
 	return (uint32_t)n;
 }
 
-static bool cache_push(struct pool *p, uint32_t slot)
+/* Empty zspages keep their pages until pool_release_empty: giving pages back costs a
+ * syscall and a TLB shootdown on every CPU running the process, too dear for the free
+ * path, and a zspage reused from here costs neither that nor page faults. */
+static void cache_push(struct pool *p, uint32_t slot)
 {
-	for (unsigned i = 0; i < CACHE_SLOTS; i++) {
-		uint32_t expect = 0;
-
-		if (atomic_compare_exchange_strong_explicit(&p->cache[i], &expect, slot + 1,
-				memory_order_release, memory_order_relaxed))
-			return true;
-	}
-	return false;
+	atomic_fetch_add_explicit(&p->empty_pages, p->meta[slot].touched, memory_order_relaxed);
+	stack_push(p, &p->empty_top, slot);
 }
 
 static uint32_t cache_pop(struct pool *p)
 {
-	for (unsigned i = 0; i < CACHE_SLOTS; i++) {
-		if (!atomic_load_explicit(&p->cache[i], memory_order_relaxed))
-			continue;
-		uint32_t v = atomic_exchange_explicit(&p->cache[i], 0, memory_order_acquire);
-		if (v)
-			return v - 1;
-	}
-	return NONE;
+	uint32_t slot = stack_pop(p, &p->empty_top);
+
+	if (slot != NONE)
+		atomic_fetch_sub_explicit(&p->empty_pages, p->meta[slot].touched,
+					  memory_order_relaxed);
+	return slot;
 }
 
 /* Give an empty zspage's pages back to the OS; the caller owns the slot exclusively. */
@@ -316,7 +321,10 @@ static int zspage_prepare(struct pool *p, struct size_class *c, uint32_t slot)
  * holding no pages is not worth a cache entry. */
 static uint32_t zspage_park(struct pool *p, uint32_t slot)
 {
-	return p->meta[slot].touched && cache_push(p, slot) ? NONE : slot;
+	if (!p->meta[slot].touched)
+		return slot;
+	cache_push(p, slot);
+	return NONE;
 }
 
 static int zspage_new(struct pool *p, struct size_class *c, uint32_t *slot)
@@ -581,13 +589,16 @@ uint64_t pool_compact(struct pool *pool)
 uint64_t pool_release_empty(struct pool *pool)
 {
 	uint64_t freed = 0;
+	uint32_t slot;
 
-	for (unsigned i = 0; i < CACHE_SLOTS; i++) {
-		uint32_t v = atomic_exchange_explicit(&pool->cache[i], 0, memory_order_acquire);
-		if (v)
-			freed += release_to_os(pool, v - 1);
-	}
+	while ((slot = cache_pop(pool)) != NONE)
+		freed += release_to_os(pool, slot);
 	return freed;
+}
+
+uint64_t pool_empty_bytes(const struct pool *pool)
+{
+	return atomic_load_explicit(&pool->empty_pages, memory_order_relaxed) * PAGE_BYTES;
 }
 
 /* ---- setup ---- */
@@ -700,6 +711,7 @@ struct pool *pool_create(uint64_t max_bytes)
 		return NULL;
 	memset(p, 0, sizeof(*p));
 	atomic_init(&p->free_top, NONE);
+	atomic_init(&p->empty_top, NONE);
 	if (limit_pages > MAX_POOL_PAGES)
 		limit_pages = MAX_POOL_PAGES;
 	init_classes(p);

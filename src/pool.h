@@ -4,9 +4,10 @@
  * Objects of 1..POOL_MAX_OBJECT bytes live in size classes; each class packs its objects
  * into zspages of one or more contiguous pages, and objects may straddle the pages of a
  * zspage. Callers hold handles, not pointers, so compaction can move objects. All pool
- * memory comes from one reserved mmap area and is given back to the OS (MADV_DONTNEED)
- * when its zspage empties (a few empty zspages are kept for reuse; pool_release_empty
- * returns them too).
+ * memory comes from one reserved mmap area. A zspage that empties keeps its pages, ready
+ * for reuse without a page fault, until pool_release_empty gives them back to the OS
+ * (MADV_DONTNEED) — the engine's worker does that shortly after, in a batch, so the free
+ * path never pays for the syscall and its TLB shootdown.
  *
  * Thread-safe. Locks: one mutex per size class (alloc, free, compaction) and one rwlock
  * per size class taken for reading by map/unmap and for writing while compaction moves
@@ -49,5 +50,8 @@ uint64_t pool_compact(struct pool *pool);
 
 /* Give every cached empty zspage back to the OS; returns the bytes given back. */
 uint64_t pool_release_empty(struct pool *pool);
+
+/* Bytes held by empty zspages waiting for pool_release_empty (a relaxed read). */
+uint64_t pool_empty_bytes(const struct pool *pool);
 
 #endif

@@ -27,6 +27,8 @@
 #define MAX_RECLAIM_FAILURES 16
 #define COMPACT_EVERY 256
 #define DEFAULT_SWAPFILE_BYTES (4ull << 30)
+/* Empty pool pages go back to the OS this long after they empty, in one batch. */
+#define RELEASE_DELAY_NS (100 * 1000 * 1000)
 
 struct uzs {
 	struct swapfile *sf;
@@ -53,6 +55,8 @@ struct uzs {
 	pthread_cond_t worker_cond;
 	bool worker_wake, worker_stop; /* worker_lock */
 	_Atomic bool wake_pending;
+	_Atomic bool release_armed;	 /* empty pool pages wait for the worker */
+	struct timespec release_at;	 /* worker only: when to give them back */
 };
 
 /* ---- per-thread scratch page pair: compression output, writeback staging ---- */
@@ -123,11 +127,16 @@ static void entry_count(struct uzs *uzs, const struct entry *e, int sign)
 		stat_add(uzs->stats, C_STORED_INCOMPRESSIBLE, sign);
 }
 
+static void arm_release(struct uzs *uzs);
+
 static void entry_destroy(struct uzs *uzs, struct entry *e)
 {
 	if (e->kind != ENTRY_SAME) {
 		lru_del(&uzs->lru, e);
 		pool_free(uzs->pool, e->handle);
+		if (pool_empty_bytes(uzs->pool) &&
+		    !atomic_load_explicit(&uzs->release_armed, memory_order_relaxed))
+			arm_release(uzs);
 	}
 	entry_count(uzs, e, -1);
 	free(e);
@@ -164,6 +173,13 @@ static void wake_worker(struct uzs *uzs)
 	uzs->worker_wake = true;
 	pthread_cond_signal(&uzs->worker_cond);
 	pthread_mutex_unlock(&uzs->worker_lock);
+}
+
+/* Empty pool pages appeared: have the worker give them back soon, all at once. */
+static void arm_release(struct uzs *uzs)
+{
+	if (!atomic_exchange_explicit(&uzs->release_armed, true, memory_order_acq_rel))
+		wake_worker(uzs);
 }
 
 /* The kernel's hysteresis: once full, refuse stores until reclaim has brought the pool
@@ -320,27 +336,67 @@ static void shrink_under_pressure(struct uzs *uzs)
 	writeback_some(uzs, (long)nr, false);
 }
 
-static void worker_wait(struct uzs *uzs)
+static void add_ns(struct timespec *t, long ns)
+{
+	t->tv_nsec += ns;
+	while (t->tv_nsec >= 1000000000L) {
+		t->tv_nsec -= 1000000000L;
+		t->tv_sec++;
+	}
+}
+
+static bool time_reached(const struct timespec *t)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return now.tv_sec > t->tv_sec || (now.tv_sec == t->tv_sec && now.tv_nsec >= t->tv_nsec);
+}
+
+/* Sleep until woken, until a pending release is due, or a second for the shrinker. */
+static void worker_wait(struct uzs *uzs, bool release_pending)
 {
 	struct timespec until;
 
-	if (!uzs->shrinker_enabled) {
+	if (release_pending) {
+		until = uzs->release_at;
+	} else if (uzs->shrinker_enabled) {
+		clock_gettime(CLOCK_MONOTONIC, &until);
+		until.tv_sec += 1;
+	} else {
 		pthread_cond_wait(&uzs->worker_cond, &uzs->worker_lock);
 		return;
 	}
-	clock_gettime(CLOCK_REALTIME, &until);
-	until.tv_sec += 1;
 	pthread_cond_timedwait(&uzs->worker_cond, &uzs->worker_lock, &until);
+}
+
+/* Give empty pool pages back once they have waited RELEASE_DELAY_NS; true while a
+ * release is still pending. */
+static bool release_when_due(struct uzs *uzs, bool pending)
+{
+	if (!pending) {
+		if (!atomic_load(&uzs->release_armed))
+			return false;
+		clock_gettime(CLOCK_MONOTONIC, &uzs->release_at);
+		add_ns(&uzs->release_at, RELEASE_DELAY_NS);
+		return true;
+	}
+	if (!time_reached(&uzs->release_at))
+		return true;
+	atomic_store(&uzs->release_armed, false);
+	stat_add(uzs->stats, C_COMPACTED, (int64_t)pool_release_empty(uzs->pool));
+	return false;
 }
 
 static void *shrink_worker(void *arg)
 {
 	struct uzs *uzs = arg;
+	bool release_pending = false;
 
 	pthread_mutex_lock(&uzs->worker_lock);
 	while (!uzs->worker_stop) {
 		if (!uzs->worker_wake)
-			worker_wait(uzs);
+			worker_wait(uzs, release_pending);
 		uzs->worker_wake = false;
 		atomic_store(&uzs->wake_pending, false);
 		if (uzs->worker_stop)
@@ -348,6 +404,7 @@ static void *shrink_worker(void *arg)
 		pthread_mutex_unlock(&uzs->worker_lock);
 		reclaim_to_threshold(uzs);
 		shrink_under_pressure(uzs);
+		release_pending = release_when_due(uzs, release_pending);
 		pthread_mutex_lock(&uzs->worker_lock);
 	}
 	pthread_mutex_unlock(&uzs->worker_lock);
@@ -683,6 +740,16 @@ static void close_parts(struct uzs *uzs)
 	free(uzs);
 }
 
+static void init_worker_cond(pthread_cond_t *cond)
+{
+	pthread_condattr_t attr;
+
+	pthread_condattr_init(&attr);
+	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+	pthread_cond_init(cond, &attr);
+	pthread_condattr_destroy(&attr);
+}
+
 int uzs_open(const struct uzs_config *c, struct uzs **out)
 {
 	struct compressor comp;
@@ -698,7 +765,7 @@ int uzs_open(const struct uzs_config *c, struct uzs **out)
 	lru_init(&uzs->lru);
 	pthread_mutex_init(&uzs->comp_lock, NULL);
 	pthread_mutex_init(&uzs->worker_lock, NULL);
-	pthread_cond_init(&uzs->worker_cond, NULL);
+	init_worker_cond(&uzs->worker_cond);
 	uzs->comps[0] = comp;
 	atomic_init(&uzs->nr_comps, 1);
 	err = config_limits(uzs, c);

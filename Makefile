@@ -22,7 +22,7 @@ TOOL_OBJ := $(TOOL_SRC:tools/%.c=$(BUILD)/obj/tools/%.o)
 TEST_SRC := $(wildcard tests/test_*.c)
 TESTS := $(TEST_SRC:tests/%.c=$(BUILD)/%)
 
-all: $(BUILD)/libuzswap.a $(BUILD)/uzswap $(TESTS)
+all: $(BUILD)/libuzswap.a $(BUILD)/uzswap $(TESTS) $(BUILD)/example
 
 $(BUILD)/obj/%.o: src/%.c $(wildcard src/*.h include/*.h)
 	@mkdir -p $(dir $@)
@@ -39,6 +39,10 @@ $(BUILD)/uzswap: $(TOOL_OBJ) $(BUILD)/libuzswap.a
 	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 
 $(BUILD)/test_%: tests/test_%.c tests/check.h $(BUILD)/libuzswap.a
+	$(CC) $(CFLAGS) $(LDFLAGS) $< $(BUILD)/libuzswap.a -o $@ $(LDLIBS)
+
+# The README's example must keep compiling.
+$(BUILD)/example: docs/example.c $(BUILD)/libuzswap.a
 	$(CC) $(CFLAGS) $(LDFLAGS) $< $(BUILD)/libuzswap.a -o $@ $(LDLIBS)
 
 check: all

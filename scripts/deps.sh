@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Makes sure the build dependencies are installed: Debian packages through apt-get when
+# run as root, otherwise a clear message naming what is missing.
+set -euo pipefail
+
+packages=(gcc make libc6-dev liblz4-dev libzstd-dev liblzo2-dev zlib1g-dev util-linux)
+missing=()
+for p in "${packages[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" -ne 0 ]; then
+	echo "uzswap: missing Debian packages: ${missing[*]}" >&2
+	echo "uzswap: install them as root: apt-get install ${missing[*]}" >&2
+	exit 1
+fi
+echo "uzswap: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq >/dev/null
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

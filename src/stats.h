@@ -47,10 +47,20 @@ struct stats {
 	struct stat_shard shard[STAT_SHARDS];
 };
 
+/* The calling thread's shard, for several updates in a row. */
+static inline struct stat_shard *stat_mine(struct stats *s)
+{
+	return &s->shard[thread_shard() % STAT_SHARDS];
+}
+
+static inline void stat_shard_add(struct stat_shard *sh, enum counter c, int64_t n)
+{
+	atomic_fetch_add_explicit(&sh->v[c], n, memory_order_relaxed);
+}
+
 static inline void stat_add(struct stats *s, enum counter c, int64_t n)
 {
-	atomic_fetch_add_explicit(&s->shard[thread_shard() % STAT_SHARDS].v[c], n,
-				  memory_order_relaxed);
+	stat_shard_add(stat_mine(s), c, n);
 }
 
 static inline void stat_inc(struct stats *s, enum counter c)

@@ -44,14 +44,14 @@ struct swapfile {
 	struct alloc_shard shards[NR_ALLOC_SHARDS];
 };
 
-unsigned thread_shard(void)
+__thread unsigned thread_shard_plus_one;
+
+unsigned thread_shard_assign(void)
 {
 	static _Atomic unsigned next_shard;
-	static __thread unsigned shard_plus_one;
 
-	if (!shard_plus_one)
-		shard_plus_one = atomic_fetch_add_explicit(&next_shard, 1, memory_order_relaxed) + 1;
-	return shard_plus_one - 1;
+	thread_shard_plus_one = atomic_fetch_add_explicit(&next_shard, 1, memory_order_relaxed) + 1;
+	return thread_shard_plus_one - 1;
 }
 
 /* ---- cluster lists ---- */

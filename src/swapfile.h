@@ -63,6 +63,12 @@ int swapfile_fd(const struct swapfile *sf);
 void swapfile_thread_cleanup(void);
 
 /* A small per-thread index, so per-thread shards (allocation, counters) need no lock. */
-unsigned thread_shard(void);
+unsigned thread_shard_assign(void);
+extern __thread unsigned thread_shard_plus_one;
+
+static inline unsigned thread_shard(void)
+{
+	return thread_shard_plus_one ? thread_shard_plus_one - 1 : thread_shard_assign();
+}
 
 #endif

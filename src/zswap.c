@@ -118,13 +118,15 @@ static void fill_page(void *page, uint64_t fill)
 
 static void entry_count(struct uzs *uzs, const struct entry *e, int sign)
 {
-	stat_add(uzs->stats, C_STORED_PAGES, sign);
+	struct stat_shard *sh = stat_mine(uzs->stats);
+
+	stat_shard_add(sh, C_STORED_PAGES, sign);
 	if (e->kind == ENTRY_SAME)
-		stat_add(uzs->stats, C_SAME_FILLED, sign);
+		stat_shard_add(sh, C_SAME_FILLED, sign);
 	else
-		stat_add(uzs->stats, C_COMPRESSED_BYTES, sign * (int64_t)e->length);
+		stat_shard_add(sh, C_COMPRESSED_BYTES, sign * (int64_t)e->length);
 	if (e->kind == ENTRY_RAW)
-		stat_add(uzs->stats, C_STORED_INCOMPRESSIBLE, sign);
+		stat_shard_add(sh, C_STORED_INCOMPRESSIBLE, sign);
 }
 
 static void arm_release(struct uzs *uzs);

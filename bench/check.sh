@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Measures the engine's targets as ratios within one invocation and prints them with the
+# target each must meet. Not a test: timings are noisy, so run it on a quiet machine and
+# record the figures in bench/README.md. Usage: bench/check.sh [ROUNDS] (default 3; the
+# median round is reported).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+make -s -j"$(nproc)" build/uzswap
+rounds=${1:-3}
+uz=build/uzswap
+
+field() { sed -E "s/.*\"$1\": \"?([^,\"}]*).*/\1/" <<<"$2"; }
+median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+store_ratio=() load_ratio=() scale_store=() scale_load=()
+for ((r = 0; r < rounds; r++)); do
+	one=$($uz bench --compressor lz4 --threads 1 --json)
+	two=$($uz bench --compressor lz4 --threads 2 --json)
+	store_ratio+=("$(awk -v a="$(field store_us "$one")" -v b="$(field raw_compress_us "$one")" 'BEGIN{printf "%.3f", a/b}')")
+	load_ratio+=("$(awk -v a="$(field load_us "$one")" -v b="$(field raw_decompress_us "$one")" 'BEGIN{printf "%.3f", a/b}')")
+	scale_store+=("$(awk -v a="$(field store_mbps "$two")" -v b="$(field store_mbps "$one")" 'BEGIN{printf "%.3f", a/b}')")
+	scale_load+=("$(awk -v a="$(field load_mbps "$two")" -v b="$(field load_mbps "$one")" 'BEGIN{printf "%.3f", a/b}')")
+done
+echo "lz4, corpus, 1 thread: $one"
+echo "lz4, corpus, 2 threads: $two"
+printf 'store_us / raw_compress_us     %s (target <= 1.20)   rounds: %s\n' \
+	"$(printf '%s\n' "${store_ratio[@]}" | median)" "${store_ratio[*]}"
+printf 'load_us / raw_decompress_us    %s (target <= 1.30)   rounds: %s\n' \
+	"$(printf '%s\n' "${load_ratio[@]}" | median)" "${load_ratio[*]}"
+printf 'store_mbps 2 threads / 1       %s (target >= 1.70)   rounds: %s\n' \
+	"$(printf '%s\n' "${scale_store[@]}" | median)" "${scale_store[*]}"
+printf 'load_mbps 2 threads / 1        %s (target >= 1.70)   rounds: %s\n' \
+	"$(printf '%s\n' "${scale_load[@]}" | median)" "${scale_load[*]}"
+printf 'pool_efficiency (lz4)          %s (target >= 0.95)\n' "$(field pool_efficiency "$one")"
+for c in lz4 zstd lzo deflate; do
+	out=$($uz bench --compressor $c --pool-limit 2M --json)
+	printf '%-8s 2M pool: ratio %s, written_back_pages %s, mismatches %s\n' "$c" \
+		"$(field ratio "$out")" "$(field written_back_pages "$out")" "$(field mismatches "$out")"
+done

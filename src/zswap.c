@@ -57,6 +57,7 @@ struct uzs {
 	_Atomic bool wake_pending;
 	_Atomic bool release_armed;	 /* empty pool pages wait for the worker */
 	struct timespec release_at;	 /* worker only: when to give them back */
+	_Atomic int test_pressure;	 /* -1: read /proc/meminfo; 0/1: tests say */
 };
 
 /* ---- per-thread scratch page pair: compression output, writeback staging ---- */
@@ -317,11 +318,35 @@ static void reclaim_to_threshold(struct uzs *uzs)
 		stat_add(uzs->stats, C_COMPACTED, (int64_t)pool_compact(uzs->pool));
 }
 
-static bool memory_low(void)
+/* MemAvailable, not MemFree: free memory is low on any machine with a page cache. */
+static long meminfo_kib(const char *key)
 {
-	long avail = sysconf(_SC_AVPHYS_PAGES), total = sysconf(_SC_PHYS_PAGES);
+	char line[128];
+	size_t len = strlen(key);
+	long v = -1;
+	FILE *f = fopen("/proc/meminfo", "re");
 
-	return avail > 0 && total > 0 && avail < total / 16;
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (!strncmp(line, key, len) && line[len] == ':') {
+			v = strtol(line + len + 1, NULL, 10);
+			break;
+		}
+	fclose(f);
+	return v;
+}
+
+static bool memory_low(struct uzs *uzs)
+{
+	int forced = atomic_load(&uzs->test_pressure);
+	long avail, total;
+
+	if (forced >= 0)
+		return forced;
+	avail = meminfo_kib("MemAvailable");
+	total = meminfo_kib("MemTotal");
+	return avail >= 0 && total > 0 && avail < total / 16;
 }
 
 /* The shrinker: under system memory pressure, write back the colder part of the cache
@@ -330,7 +355,7 @@ static void shrink_under_pressure(struct uzs *uzs)
 {
 	uint64_t nr;
 
-	if (!uzs->shrinker_enabled || !memory_low())
+	if (!uzs->shrinker_enabled || !memory_low(uzs))
 		return;
 	pthread_mutex_lock(&uzs->lru.lock);
 	nr = uzs->lru.nr / 8;
@@ -770,6 +795,7 @@ int uzs_open(const struct uzs_config *c, struct uzs **out)
 	init_worker_cond(&uzs->worker_cond);
 	uzs->comps[0] = comp;
 	atomic_init(&uzs->nr_comps, 1);
+	atomic_init(&uzs->test_pressure, -1);
 	err = config_limits(uzs, c);
 	if (!err)
 		err = open_parts(uzs, c);
@@ -882,6 +908,11 @@ int uzs_test_corrupt_cached(struct uzs *uzs, uzs_slot_t slot)
 	if (tree_return(uzs->tree, e, false))
 		entry_destroy(uzs, e);
 	return 0;
+}
+
+void uzs_test_memory_pressure(struct uzs *uzs, int low)
+{
+	atomic_store(&uzs->test_pressure, low);
 }
 
 int uzs_test_swapfile_fd(struct uzs *uzs)

@@ -509,6 +509,40 @@ static void compaction_after_freeing_half_gives_memory_back(void)
 	uzs_close(uzs);
 }
 
+/* Under (simulated) memory pressure the shrinker writes back the colder part of the
+ * cache on its own; switched off, it leaves the cache alone. */
+static void shrinker_writes_back_under_memory_pressure(void)
+{
+	for (int enabled = 0; enabled <= 1; enabled++) {
+		struct uzs_config c;
+		struct uzs *uzs = NULL;
+		uzs_slot_t slots[512];
+		uint64_t wb = 0;
+
+		uzs_config_init(&c);
+		c.compressor = "lz4";
+		c.shrinker_enabled = enabled;
+		c.swapfile_bytes = 16 << 20;
+		CHECK_EQ(uzs_open(&c, &uzs), 0);
+		for (unsigned i = 0; i < 512; i++)
+			CHECK_EQ(uzs_swap_out(uzs, NULL, corpus + i * PAGE, &slots[i]), 0);
+		uzs_test_memory_pressure(uzs, 1);
+		/* the shrinker looks once a second; switched off, 1.2 s of nothing will do */
+		for (int i = 0; i < (enabled ? 30 : 12) && !wb; i++) {
+			usleep(100000);
+			wb = stats_of(uzs).written_back_pages;
+		}
+		uzs_test_memory_pressure(uzs, 0);
+		if (enabled)
+			CHECK(wb > 0 && wb < 512); /* some, not all: the referenced get a chance */
+		else
+			CHECK_EQ(wb, 0);
+		for (unsigned i = 0; i < 512; i++)
+			CHECK_EQ(uzs_free(uzs, slots[i]), 0);
+		uzs_close(uzs);
+	}
+}
+
 static void bad_configs_are_refused(void)
 {
 	struct uzs_config c;
@@ -602,6 +636,7 @@ int main(void)
 	RUN(failed_file_store_leaves_the_page_with_the_caller);
 	RUN(failed_file_read_is_eio);
 	RUN(compaction_after_freeing_half_gives_memory_back);
+	RUN(shrinker_writes_back_under_memory_pressure);
 	RUN(bad_configs_are_refused);
 	RUN(swap_file_is_private_and_leaves_nothing_behind);
 	RUN(stats_print_as_name_value_lines);

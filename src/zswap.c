@@ -94,16 +94,26 @@ static void scratch_cleanup(void)
 
 /* ---- entries ---- */
 
+/* Word loads through memcpy: callers' pages need not be 8-byte aligned, and on x86 this
+ * compiles to the same plain loads. */
+static inline uint64_t word_at(const unsigned char *p, unsigned i)
+{
+	uint64_t w;
+
+	memcpy(&w, p + i * 8, 8);
+	return w;
+}
+
 static bool page_same_filled(const void *page, uint64_t *fill)
 {
-	const uint64_t *w = page;
-	uint64_t first = w[0];
+	const unsigned char *p = page;
+	uint64_t first = word_at(p, 0);
 
 	/* The last word first: most pages differ there, so the common case exits at once. */
-	if (w[PAGE / 8 - 1] != first)
+	if (word_at(p, PAGE / 8 - 1) != first)
 		return false;
 	for (unsigned i = 1; i < PAGE / 8 - 1; i++)
-		if (w[i] != first)
+		if (word_at(p, i) != first)
 			return false;
 	*fill = first;
 	return true;
@@ -111,10 +121,10 @@ static bool page_same_filled(const void *page, uint64_t *fill)
 
 static void fill_page(void *page, uint64_t fill)
 {
-	uint64_t *w = page;
+	unsigned char *p = page;
 
 	for (unsigned i = 0; i < PAGE / 8; i++)
-		w[i] = fill;
+		memcpy(p + i * 8, &fill, 8);
 }
 
 static void entry_count(struct uzs *uzs, const struct entry *e, int sign)
@@ -501,11 +511,12 @@ static int zswap_store(struct uzs *uzs, struct uzs_group *group, uint64_t slot,
 		free(e);
 		return err;
 	}
+	/* Counted before it is published: once on the LRU, writeback may free it at once. */
+	entry_count(uzs, e, 1);
+	stat_inc(uzs->stats, C_ZSWPOUT);
 	tree_insert(uzs->tree, e); /* a freshly allocated slot: always empty */
 	if (e->kind != ENTRY_SAME)
 		lru_add(&uzs->lru, e);
-	entry_count(uzs, e, 1);
-	stat_inc(uzs->stats, C_ZSWPOUT);
 	return 0;
 }
 

@@ -159,6 +159,27 @@ static void same_filled_pages_use_no_pool_memory(void)
 	uzs_close(uzs);
 }
 
+/* Callers' pages need not be aligned: a page at an odd address round-trips too. */
+static void unaligned_pages_round_trip(void)
+{
+	struct uzs *uzs = open_with("lz4", 0, true, 0);
+	unsigned char *buf = malloc(3 * PAGE + 2), *in = buf + 1, *out = buf + PAGE * 2 + 1;
+	uzs_slot_t slot[2];
+
+	text_page(in, 11);
+	CHECK_EQ(uzs_swap_out(uzs, NULL, in, &slot[0]), 0);
+	memset(in, 0x5c, PAGE); /* same-filled, at an odd address */
+	CHECK_EQ(uzs_swap_out(uzs, NULL, in, &slot[1]), 0);
+	CHECK_EQ(uzs_swap_in(uzs, slot[1], out, UZS_SWAPIN_FREE), 0);
+	CHECK(!memcmp(out, in, PAGE));
+	CHECK_EQ(uzs_shrink(uzs, 1), 1); /* and through the swap file */
+	text_page(in, 11);
+	CHECK_EQ(uzs_swap_in(uzs, slot[0], out, UZS_SWAPIN_FREE), 0);
+	CHECK(!memcmp(out, in, PAGE));
+	free(buf);
+	uzs_close(uzs);
+}
+
 static void incompressible_pages_are_stored_raw(void)
 {
 	struct uzs *uzs = open_with("lz4", 0, true, 0);
@@ -622,6 +643,7 @@ int main(void)
 	RUN(corpus_round_trip_every_compressor);
 	RUN(corpus_round_trip_with_writeback);
 	RUN(same_filled_pages_use_no_pool_memory);
+	RUN(unaligned_pages_round_trip);
 	RUN(incompressible_pages_are_stored_raw);
 	RUN(exclusive_load_frees_the_entry);
 	RUN(non_exclusive_load_keeps_a_copy_reclaimed_first);

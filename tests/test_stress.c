@@ -427,7 +427,7 @@ static void op_free(struct worker *w, size_t i)
 	ref_released(w, i);
 }
 
-/* dup: 0, or -ENODATA when handed over; for_xchg: the new reference goes elsewhere. */
+/* Add a reference to h's slot: 0, or -ENODATA when handed over. */
 static int dup_ref(struct worker *w, struct held *h)
 {
 	int r;
@@ -718,13 +718,16 @@ static void *worker_main(void *arg)
 		} else if (x < 930) {
 			op_swap_in_keep(w, i);
 		} else if (x < 936) {
-			long n = 1 + below(&w->rng, 8), r = uzs_shrink(w->st->uzs, n);
+			/* mostly a few pages; sometimes the whole LRU, so that writeback takes
+			 * entries the moment they are stored */
+			long n = below(&w->rng, 8) ? 1 + below(&w->rng, 8) : 100000;
+			long r = uzs_shrink(w->st->uzs, n);
 
 			if (r < 0 || r > n)
 				FAIL(w, "shrink(%ld): %ld", n, r);
 			w->c.shrinks++;
 			w->c.shrunk += r > 0 ? (uint64_t)r : 0;
-		} else if (x < 972) {
+		} else if (x < 948) {
 			long r = uzs_compact(w->st->uzs);
 
 			if (r < 0)

@@ -31,6 +31,7 @@ struct entry {
 	uint32_t length;
 	uint8_t kind;
 	uint8_t comp; /* index in the engine's compressor table */
+	uint8_t lru_shard;
 
 	/* tree shard lock */
 	uint16_t borrowers;

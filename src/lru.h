@@ -3,18 +3,19 @@
  *
  * New entries enter at the head, referenced; writeback takes from the tail, and an entry
  * found referenced there loses the bit and goes back to the head once before it can be
- * written back. One list per group and node later; one list now.
+ * written back. The engine keeps one list per thread shard (per group and node later).
  */
 #ifndef UZS_LRU_H
 #define UZS_LRU_H
 
 #include <pthread.h>
+#include <stdalign.h>
 #include <stdint.h>
 
 #include "entry.h"
 
 struct lru {
-	pthread_mutex_t lock;
+	alignas(64) pthread_mutex_t lock;
 	struct entry head; /* sentinel: head.lru_next is the newest, head.lru_prev the oldest */
 	uint64_t nr;
 };

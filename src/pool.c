@@ -437,6 +437,26 @@ int pool_alloc(struct pool *pool, size_t size, uint64_t *handle)
 	return err;
 }
 
+int pool_store(struct pool *pool, const void *src, size_t size, uint64_t *handle)
+{
+	if (size == 0 || size > POOL_MAX_OBJECT)
+		return -E2BIG;
+	struct size_class *c =
+		&pool->classes[pool->size_to_class[(size + CLASS_DELTA - 1) / CLASS_DELTA]];
+	pthread_mutex_lock(&c->lock);
+	int err = alloc_locked(pool, c, handle);
+	if (!err) {
+		/* Compaction needs this mutex too, so the new object cannot move meanwhile. */
+		uint64_t loc = *handle_word(c, (*handle & HANDLE_IDX_MASK) - 1) & ~WORD_LIVE;
+
+		memcpy(slot_addr(pool, (uint32_t)(loc >> OBJ_BITS)) +
+			       (uint64_t)(loc & ((1u << OBJ_BITS) - 1)) * c->size,
+		       src, size);
+	}
+	pthread_mutex_unlock(&c->lock);
+	return err;
+}
+
 /* Returns a slot the caller must release to the OS once the mutex is dropped, or NONE. */
 static uint32_t free_locked(struct pool *p, struct size_class *c, uint64_t idx)
 {

@@ -40,7 +40,6 @@ struct swapfile {
 	struct cluster *clusters;
 	pthread_mutex_t list_lock;
 	uint64_t list_head; /* clusters with free slots that no shard is using */
-	_Atomic uint64_t used;
 	struct alloc_shard shards[NR_ALLOC_SHARDS];
 };
 
@@ -69,7 +68,6 @@ static void slot_released(struct swapfile *sf, uint64_t slot)
 	uint64_t c = slot / SLOTS_PER_CLUSTER;
 	struct cluster *cl = &sf->clusters[c];
 
-	atomic_fetch_sub_explicit(&sf->used, 1, memory_order_relaxed);
 	if (atomic_fetch_add_explicit(&cl->nr_free, 1, memory_order_acq_rel) != 0)
 		return;
 	pthread_mutex_lock(&sf->list_lock);
@@ -120,7 +118,6 @@ static uint64_t shard_scan(struct swapfile *sf, struct alloc_shard *sh)
 			continue;
 		atomic_fetch_sub_explicit(&sf->clusters[sh->cluster].nr_free, 1,
 					  memory_order_relaxed);
-		atomic_fetch_add_explicit(&sf->used, 1, memory_order_relaxed);
 		sh->cursor = idx + 1;
 		return slot;
 	}
@@ -243,9 +240,14 @@ uint64_t swapfile_nr_slots(const struct swapfile *sf)
 	return sf->nr_slots;
 }
 
+/* Summed from the clusters when asked, so that no counter is shared by every store. */
 uint64_t swapfile_used(const struct swapfile *sf)
 {
-	return atomic_load_explicit(&sf->used, memory_order_relaxed);
+	uint64_t free_slots = 0;
+
+	for (uint64_t c = 0; c < sf->nr_clusters; c++)
+		free_slots += atomic_load_explicit(&sf->clusters[c].nr_free, memory_order_relaxed);
+	return sf->nr_slots - 1 - free_slots; /* slot 0 is never handed out */
 }
 
 bool swapfile_direct_io(const struct swapfile *sf)
@@ -424,9 +426,11 @@ int swapfile_open(const char *path, uint64_t bytes, struct swapfile **out)
 
 	if (bytes / PAGE < 2 || bytes / PAGE > (1ull << 40))
 		return -EINVAL;
-	sf = calloc(1, sizeof(*sf));
+	/* aligned: it holds cache-line-aligned locks */
+	sf = aligned_alloc(64, (sizeof(*sf) + 63) & ~(size_t)63);
 	if (!sf)
 		return -ENOMEM;
+	memset(sf, 0, sizeof(*sf));
 	sf->nr_slots = bytes / PAGE;
 	pthread_mutex_init(&sf->list_lock, NULL);
 	for (unsigned i = 0; i < NR_ALLOC_SHARDS; i++) {

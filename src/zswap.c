@@ -24,6 +24,9 @@
 
 #define PAGE UZS_PAGE_SIZE
 #define MAX_COMPRESSORS 64u
+/* LRU lists, one per thread shard: threads storing and loading at once do not bounce one
+ * lock and one list between their CPUs; writeback takes from them in turn. */
+#define LRU_SHARDS 8u
 #define MAX_RECLAIM_FAILURES 16
 #define COMPACT_EVERY 256
 #define DEFAULT_SWAPFILE_BYTES (4ull << 30)
@@ -34,7 +37,8 @@ struct uzs {
 	struct swapfile *sf;
 	struct tree *tree;
 	struct pool *pool;
-	struct lru lru;
+	struct lru lrus[LRU_SHARDS];
+	_Atomic unsigned lru_cursor; /* the shard writeback tries first */
 	struct stats *stats;
 
 	uint64_t pool_limit;   /* bytes */
@@ -94,6 +98,11 @@ static void scratch_cleanup(void)
 
 /* ---- entries ---- */
 
+static struct lru *lru_of(struct uzs *uzs, const struct entry *e)
+{
+	return &uzs->lrus[e->lru_shard];
+}
+
 /* Word loads through memcpy: callers' pages need not be 8-byte aligned, and on x86 this
  * compiles to the same plain loads. */
 static inline uint64_t word_at(const unsigned char *p, unsigned i)
@@ -145,7 +154,7 @@ static void arm_release(struct uzs *uzs);
 static void entry_destroy(struct uzs *uzs, struct entry *e)
 {
 	if (e->kind != ENTRY_SAME) {
-		lru_del(&uzs->lru, e);
+		lru_del(lru_of(uzs, e), e);
 		pool_free(uzs->pool, e->handle);
 		if (pool_empty_bytes(uzs->pool) &&
 		    !atomic_load_explicit(&uzs->release_armed, memory_order_relaxed))
@@ -215,10 +224,9 @@ refuse:
 	return false;
 }
 
-/* Take the coldest unreferenced entry off the LRU with its slot pinned; 0 if none. */
-static uint64_t lru_isolate_cold(struct uzs *uzs)
+/* Take the coldest unreferenced entry off one LRU with its slot pinned; 0 if none. */
+static uint64_t lru_isolate_cold_from(struct uzs *uzs, struct lru *l)
 {
-	struct lru *l = &uzs->lru;
 	uint64_t slot = 0;
 
 	pthread_mutex_lock(&l->lock);
@@ -239,6 +247,32 @@ static uint64_t lru_isolate_cold(struct uzs *uzs)
 	return slot;
 }
 
+/* The shards in turn, starting where the last writeback left off. */
+static uint64_t lru_isolate_cold(struct uzs *uzs)
+{
+	unsigned start = atomic_fetch_add_explicit(&uzs->lru_cursor, 1, memory_order_relaxed);
+
+	for (unsigned i = 0; i < LRU_SHARDS; i++) {
+		uint64_t slot = lru_isolate_cold_from(uzs, &uzs->lrus[(start + i) % LRU_SHARDS]);
+
+		if (slot)
+			return slot;
+	}
+	return 0;
+}
+
+static uint64_t lru_total(struct uzs *uzs)
+{
+	uint64_t nr = 0;
+
+	for (unsigned i = 0; i < LRU_SHARDS; i++) {
+		pthread_mutex_lock(&uzs->lrus[i].lock);
+		nr += uzs->lrus[i].nr;
+		pthread_mutex_unlock(&uzs->lrus[i].lock);
+	}
+	return nr;
+}
+
 /* A write that failed keeps the entry in RAM, back on the LRU unless it was freed. */
 static void relist(struct uzs *uzs, struct entry *e)
 {
@@ -246,10 +280,12 @@ static void relist(struct uzs *uzs, struct entry *e)
 
 	pthread_mutex_lock(lock);
 	if (!e->detached) {
-		pthread_mutex_lock(&uzs->lru.lock);
+		struct lru *l = lru_of(uzs, e);
+
+		pthread_mutex_lock(&l->lock);
 		if (!e->on_lru)
-			lru_add_head_locked(&uzs->lru, e);
-		pthread_mutex_unlock(&uzs->lru.lock);
+			lru_add_head_locked(l, e);
+		pthread_mutex_unlock(&l->lock);
 	}
 	pthread_mutex_unlock(lock);
 }
@@ -272,7 +308,7 @@ static int writeback_one(struct uzs *uzs)
 		slot_unpin(uzs->sf, slot);
 		return 0;
 	}
-	lru_del(&uzs->lru, e);
+	lru_del(lru_of(uzs, e), e);
 	err = entry_read(uzs, e, buf);
 	if (!err && (err = swapfile_write(uzs->sf, slot, buf))) {
 		stat_inc(uzs->stats, C_SWAP_IO_FAIL);
@@ -363,14 +399,9 @@ static bool memory_low(struct uzs *uzs)
  * (referenced entries get their second chance, which protects recent stores). */
 static void shrink_under_pressure(struct uzs *uzs)
 {
-	uint64_t nr;
-
 	if (!uzs->shrinker_enabled || !memory_low(uzs))
 		return;
-	pthread_mutex_lock(&uzs->lru.lock);
-	nr = uzs->lru.nr / 8;
-	pthread_mutex_unlock(&uzs->lru.lock);
-	writeback_some(uzs, (long)nr, false);
+	writeback_some(uzs, (long)(lru_total(uzs) / 8), false);
 }
 
 static void add_ns(struct timespec *t, long ns)
@@ -459,7 +490,6 @@ static int compress_to_pool(struct uzs *uzs, const void *page, struct entry *e)
 	unsigned comp = atomic_load_explicit(&uzs->cur_comp, memory_order_acquire);
 	unsigned char *buf = scratch();
 	const void *src = buf;
-	void *dst;
 	int n;
 
 	if (!buf)
@@ -478,13 +508,10 @@ static int compress_to_pool(struct uzs *uzs, const void *page, struct entry *e)
 		n = PAGE;
 	}
 	e->length = (uint32_t)n;
-	if (pool_alloc(uzs->pool, (size_t)n, &e->handle)) {
+	if (pool_store(uzs->pool, src, (size_t)n, &e->handle)) {
 		stat_inc(uzs->stats, C_REJECT_ALLOC_FAIL);
 		return -ENOMEM;
 	}
-	dst = pool_map(uzs->pool, e->handle);
-	memcpy(dst, src, (size_t)n);
-	pool_unmap(uzs->pool, e->handle);
 	return 0;
 }
 
@@ -501,6 +528,7 @@ static int zswap_store(struct uzs *uzs, struct uzs_group *group, uint64_t slot,
 	memset(e, 0, sizeof(*e));
 	e->slot = slot;
 	e->group = group;
+	e->lru_shard = (uint8_t)(thread_shard() % LRU_SHARDS);
 	if (page_same_filled(page, &e->fill))
 		e->kind = ENTRY_SAME;
 	else if (!pool_accepts(uzs))
@@ -516,7 +544,7 @@ static int zswap_store(struct uzs *uzs, struct uzs_group *group, uint64_t slot,
 	stat_inc(uzs->stats, C_ZSWPOUT);
 	tree_insert(uzs->tree, e); /* a freshly allocated slot: always empty */
 	if (e->kind != ENTRY_SAME)
-		lru_add(&uzs->lru, e);
+		lru_add(lru_of(uzs, e), e);
 	return 0;
 }
 
@@ -577,7 +605,7 @@ static int load_cached(struct uzs *uzs, uint64_t slot, void *page, bool take)
 	err = entry_read(uzs, e, page);
 	if (!err && !take && e->kind != ENTRY_SAME)
 		/* A copy the caller holds too: the cheapest thing to reclaim. */
-		lru_demote(&uzs->lru, e);
+		lru_demote(lru_of(uzs, e), e);
 	if (tree_return(uzs->tree, e, take && !err))
 		entry_destroy(uzs, e);
 	if (err)
@@ -771,7 +799,8 @@ static void close_parts(struct uzs *uzs)
 	tree_destroy(uzs->tree);
 	swapfile_close(uzs->sf);
 	free(uzs->stats);
-	lru_destroy(&uzs->lru);
+	for (unsigned i = 0; i < LRU_SHARDS; i++)
+		lru_destroy(&uzs->lrus[i]);
 	pthread_mutex_destroy(&uzs->comp_lock);
 	pthread_mutex_destroy(&uzs->worker_lock);
 	pthread_cond_destroy(&uzs->worker_cond);
@@ -797,10 +826,13 @@ int uzs_open(const struct uzs_config *c, struct uzs **out)
 	if (!c || !out || comp_lookup(c->compressor ? c->compressor : "lzo",
 				      c->compressor_level, &comp))
 		return -EINVAL;
-	uzs = calloc(1, sizeof(*uzs));
+	/* aligned: it holds cache-line-aligned locks */
+	uzs = aligned_alloc(64, (sizeof(*uzs) + 63) & ~(size_t)63);
 	if (!uzs)
 		return -ENOMEM;
-	lru_init(&uzs->lru);
+	memset(uzs, 0, sizeof(*uzs));
+	for (unsigned i = 0; i < LRU_SHARDS; i++)
+		lru_init(&uzs->lrus[i]);
 	pthread_mutex_init(&uzs->comp_lock, NULL);
 	pthread_mutex_init(&uzs->worker_lock, NULL);
 	init_worker_cond(&uzs->worker_cond);

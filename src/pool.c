@@ -441,18 +441,6 @@ static int alloc_locked(struct pool *p, struct size_class *c, uint64_t *handle)
 	return 0;
 }
 
-int pool_alloc(struct pool *pool, size_t size, uint64_t *handle)
-{
-	if (size == 0 || size > POOL_MAX_OBJECT)
-		return -E2BIG;
-	struct size_class *c =
-		&pool->classes[pool->size_to_class[(size + CLASS_DELTA - 1) / CLASS_DELTA]];
-	pthread_mutex_lock(&c->lock);
-	int err = alloc_locked(pool, c, handle);
-	pthread_mutex_unlock(&c->lock);
-	return err;
-}
-
 int pool_store(struct pool *pool, const void *src, size_t size, uint64_t *handle)
 {
 	if (size == 0 || size > POOL_MAX_OBJECT)
@@ -461,7 +449,7 @@ int pool_store(struct pool *pool, const void *src, size_t size, uint64_t *handle
 		&pool->classes[pool->size_to_class[(size + CLASS_DELTA - 1) / CLASS_DELTA]];
 	pthread_mutex_lock(&c->lock);
 	int err = alloc_locked(pool, c, handle);
-	if (!err) {
+	if (!err && src) {
 		/* Compaction needs this mutex too, so the new object cannot move meanwhile. */
 		uint64_t loc = *handle_word(c, (*handle & HANDLE_IDX_MASK) - 1) & ~WORD_LIVE;
 
@@ -471,6 +459,11 @@ int pool_store(struct pool *pool, const void *src, size_t size, uint64_t *handle
 	}
 	pthread_mutex_unlock(&c->lock);
 	return err;
+}
+
+int pool_alloc(struct pool *pool, size_t size, uint64_t *handle)
+{
+	return pool_store(pool, NULL, size, handle);
 }
 
 /* Returns a slot the caller must release to the OS once the mutex is dropped, or NONE. */

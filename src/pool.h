@@ -33,8 +33,8 @@ void pool_destroy(struct pool *pool);
 int pool_alloc(struct pool *pool, size_t size, uint64_t *handle);
 void pool_free(struct pool *pool, uint64_t handle);
 
-/* pool_alloc, then copy size bytes from src into the new object: the store path's one
- * call, with no map/unmap round trip. */
+/* pool_alloc, then copy size bytes from src (unless NULL) into the new object: the store
+ * path's one call, with no map/unmap round trip. */
 int pool_store(struct pool *pool, const void *src, size_t size, uint64_t *handle);
 
 /* Pin the object and return its address; it stays put (compaction waits) until

@@ -18,6 +18,10 @@ extern "C" {
 #endif
 
 #define UZS_PAGE_SIZE 4096u
+/* A limit that is no limit ("max" in the kernel's files). */
+#define UZS_MAX UINT64_MAX
+/* Longest group name: one path component, printable, no '/'. */
+#define UZS_GROUP_NAME_MAX 63
 
 /* A swap slot: the page offset in the instance's swap file. 0 is never a valid slot. */
 typedef uint64_t uzs_slot_t;
@@ -75,6 +79,23 @@ struct uzs_stats {
 	uint64_t invalid_slot;                /* calls naming a slot that is not allocated */
 	uint64_t nodata_slot;                 /* swap-ins of a slot whose page was handed over */
 	uint64_t pool_compacted_bytes;        /* bytes given back by compaction */
+	uint64_t groups;                      /* live groups, the root included */
+	uint64_t groups_dying;                /* removed groups whose entries are still held */
+};
+
+/* A group's figures. The first six are the kernel's memory.stat names and, like them,
+ * cover the group's whole subtree; uzs_group_get_local_stats gives the group's own share. */
+struct uzs_group_stats {
+	uint64_t zswap;          /* compressed bytes charged (memory.zswap.current) */
+	uint64_t zswapped;       /* original bytes of the pages in the cache */
+	uint64_t zswap_incomp;   /* pages in the cache stored raw (did not compress) */
+	uint64_t zswpin;         /* pages swapped in from the cache */
+	uint64_t zswpout;        /* pages stored in the cache */
+	uint64_t zswpwb;         /* pages written back from the cache to the swap file */
+	uint64_t memory_current; /* resident bytes charged plus zswap */
+	uint64_t memory_max;     /* UZS_MAX: no limit */
+	uint64_t zswap_max;      /* UZS_MAX: no limit */
+	uint64_t zswap_writeback; /* this group's own setting: 1 on, 0 off */
 };
 
 /* Fill in the kernel's defaults. */
@@ -87,8 +108,10 @@ int uzs_open(const struct uzs_config *config, struct uzs **out);
 /* Close an instance: stops its worker, frees every page and the swap file. */
 void uzs_close(struct uzs *uzs);
 
-/* Swap one page out. On success *slot names it; its swap count is 1.
- * -ENOSPC: the swap file is full and the cache refused the page; the caller keeps it. */
+/* Swap one page out, charged to group (NULL: the root). On success *slot names it; its
+ * swap count is 1. -ENOSPC: neither the cache nor the swap file took the page (the file is
+ * full, or the group's writeback is off and the cache refused it); the caller keeps it.
+ * -ENOENT: the group was removed. */
 int uzs_swap_out(struct uzs *uzs, struct uzs_group *group, const void *page, uzs_slot_t *slot);
 
 /* Release the caller's reference in the same call (the fault path: page back, slot gone). */
@@ -124,6 +147,59 @@ void uzs_get_stats(struct uzs *uzs, struct uzs_stats *stats);
 
 /* Print the statistics as "name value" lines. */
 int uzs_print_stats(struct uzs *uzs, FILE *out);
+
+/* ---- groups: what a memory cgroup is to the kernel ---- */
+
+/* The root group: always there, unlimited, cannot be removed. */
+struct uzs_group *uzs_root_group(struct uzs *uzs);
+
+/* Create a group named name under parent (NULL: the root). Limits start at UZS_MAX and
+ * writeback on. -EINVAL: bad name; -EEXIST: the parent has a child of that name;
+ * -ENOENT: the parent was removed. */
+int uzs_group_create(struct uzs *uzs, struct uzs_group *parent, const char *name,
+		     struct uzs_group **out);
+
+/* Remove a group: its entries, charges and statistics move to its parent and its pages
+ * stay swappable-in. The handle must not be used afterwards. -EBUSY: it has children;
+ * -EINVAL: the root. */
+int uzs_group_remove(struct uzs_group *group);
+
+const char *uzs_group_name(const struct uzs_group *group);
+struct uzs_group *uzs_group_parent(const struct uzs_group *group);
+
+/* Limit the compressed bytes charged to the group and its subtree. A store that would
+ * pass it first writes back the group's oldest entries, and goes to the swap file if that
+ * made no room. 0 refuses every store; UZS_MAX removes the limit. -EINVAL on the root. */
+int uzs_group_set_zswap_max(struct uzs_group *group, uint64_t bytes);
+
+/* With writeback off here or in any ancestor, nothing of the group reaches the swap file:
+ * a swap-out the cache refuses fails with -ENOSPC. -EINVAL on the root. */
+int uzs_group_set_zswap_writeback(struct uzs_group *group, bool enabled);
+
+/* The group's budget for resident pages plus its zswap charge. -EINVAL on the root. */
+int uzs_group_set_memory_max(struct uzs_group *group, uint64_t bytes);
+
+/* Tell the group its resident pages changed by nr_pages (the caller's own memory, or the
+ * transparent mode's). */
+int uzs_group_charge_resident(struct uzs_group *group, long nr_pages);
+
+/* Bytes by which the group, or the tightest ancestor, is over its memory_max: what the
+ * caller should swap out. 0 when within budget. */
+uint64_t uzs_group_memory_excess(struct uzs_group *group);
+
+/* Write back up to nr_pages of the group's subtree, oldest first; returns how many were
+ * written. -EPERM: writeback is off for the group. */
+long uzs_group_shrink(struct uzs_group *group, long nr_pages);
+
+/* Figures of the group's subtree, as memory.stat. */
+int uzs_group_get_stats(struct uzs_group *group, struct uzs_group_stats *stats);
+
+/* The group's own share: its subtree minus its live children's (entries of removed
+ * children count here). Summed over all groups, these equal the engine's totals. */
+int uzs_group_get_local_stats(struct uzs_group *group, struct uzs_group_stats *stats);
+
+/* Print every live group: a "group /path" line, then "  name value" lines. */
+int uzs_print_group_stats(struct uzs *uzs, FILE *out);
 
 /* The compressor names uzswap knows, NULL-terminated. */
 const char *const *uzs_compressor_names(void);

@@ -27,11 +27,11 @@ struct entry {
 		uint64_t handle;
 		uint64_t fill;
 	};
-	struct uzs_group *group; /* charged group (the root until groups exist) */
+	struct uzs_group *group; /* charged group; holds a reference on it */
 	uint32_t length;
 	uint8_t kind;
 	uint8_t comp; /* index in the engine's compressor table */
-	uint8_t lru_shard;
+	uint8_t lru_idx; /* which of its group's lists: node and thread shard */
 
 	/* tree shard lock */
 	uint16_t borrowers;

@@ -3,13 +3,15 @@
  *
  * New entries enter at the head, referenced; writeback takes from the tail, and an entry
  * found referenced there loses the bit and goes back to the head once before it can be
- * written back. The engine keeps one list per thread shard (per group and node later).
+ * written back. Every group has a few lists per NUMA node (see group.h).
  */
 #ifndef UZS_LRU_H
 #define UZS_LRU_H
 
 #include <pthread.h>
 #include <stdalign.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "entry.h"
@@ -17,7 +19,10 @@
 struct lru {
 	alignas(64) pthread_mutex_t lock;
 	struct entry head; /* sentinel: head.lru_next is the newest, head.lru_prev the oldest */
-	uint64_t nr;
+	_Atomic uint64_t nr; /* written under lock, read without it for estimates */
+	/* Set, under lock, once a removed group's list has moved into its parent's: its
+	 * entries must then be looked for there. Never cleared. */
+	_Atomic bool spliced;
 };
 
 void lru_init(struct lru *l);
@@ -28,10 +33,7 @@ void lru_add_head_locked(struct lru *l, struct entry *e);
 void lru_add_tail_locked(struct lru *l, struct entry *e);
 void lru_del_locked(struct lru *l, struct entry *e);
 
-void lru_add(struct lru *l, struct entry *e);
-/* Remove e if it is on the list. */
-void lru_del(struct lru *l, struct entry *e);
-/* Move e to the cold end without its referenced bit: it is written back first. */
-void lru_demote(struct lru *l, struct entry *e);
+/* Move every entry of src to the cold end of dst and mark src spliced; both locked. */
+void lru_splice_cold_locked(struct lru *src, struct lru *dst);
 
 #endif

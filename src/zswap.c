@@ -1,6 +1,7 @@
 /*
- * zswap — the engine: store, load, free and dup of slots, writeback from the LRU, the
- * pool limit with its acceptance hysteresis, and the shrink worker.
+ * zswap — the engine: store, load, free and dup of slots, writeback from the groups'
+ * LRUs, the pool limit with its acceptance hysteresis, group limits with synchronous
+ * reclaim, and the shrink worker.
  */
 #define _GNU_SOURCE
 #include "zswap.h"
@@ -16,6 +17,7 @@
 
 #include "compress.h"
 #include "entry.h"
+#include "group.h"
 #include "lru.h"
 #include "pool.h"
 #include "stats.h"
@@ -24,10 +26,9 @@
 
 #define PAGE UZS_PAGE_SIZE
 #define MAX_COMPRESSORS 64u
-/* LRU lists, one per thread shard: threads storing and loading at once do not bounce one
- * lock and one list between their CPUs; writeback takes from them in turn. */
-#define LRU_SHARDS 8u
 #define MAX_RECLAIM_FAILURES 16
+/* Global reclaim writes back this many entries of a group before moving to the next. */
+#define VISIT_BATCH 4
 #define COMPACT_EVERY 256
 #define DEFAULT_SWAPFILE_BYTES (4ull << 30)
 /* Empty pool pages go back to the OS this long after they empty, in one batch. */
@@ -37,8 +38,7 @@ struct uzs {
 	struct swapfile *sf;
 	struct tree *tree;
 	struct pool *pool;
-	struct lru lrus[LRU_SHARDS];
-	_Atomic unsigned lru_cursor; /* the shard writeback tries first */
+	struct groups groups;
 	struct stats *stats;
 
 	uint64_t pool_limit;   /* bytes */
@@ -64,7 +64,8 @@ struct uzs {
 	_Atomic int test_pressure;	 /* -1: read /proc/meminfo; 0/1: tests say */
 };
 
-/* ---- per-thread scratch page pair: compression output, writeback staging ---- */
+/* ---- per-thread scratch: compression output, then a page for writeback staging (a
+ * store that reclaims for its group's limit writes back while holding its output) ---- */
 
 static __thread unsigned char *scratch_buf;
 static pthread_key_t scratch_key;
@@ -80,11 +81,18 @@ static unsigned char *scratch(void)
 	if (!scratch_buf) {
 		pthread_once(&scratch_once, scratch_key_init);
 		/* Page-aligned so writeback can hand it to O_DIRECT I/O without a copy. */
-		scratch_buf = aligned_alloc(PAGE, COMP_DST_BYTES);
+		scratch_buf = aligned_alloc(PAGE, COMP_DST_BYTES + PAGE);
 		if (scratch_buf)
 			pthread_setspecific(scratch_key, scratch_buf);
 	}
 	return scratch_buf;
+}
+
+static unsigned char *writeback_page(void)
+{
+	unsigned char *buf = scratch();
+
+	return buf ? buf + COMP_DST_BYTES : NULL;
 }
 
 static void scratch_cleanup(void)
@@ -98,9 +106,35 @@ static void scratch_cleanup(void)
 
 /* ---- entries ---- */
 
-static struct lru *lru_of(struct uzs *uzs, const struct entry *e)
+static void entry_lru_add(struct entry *e)
 {
-	return &uzs->lrus[e->lru_shard];
+	struct lru *l = group_lru_lock(e->group, e->lru_idx);
+
+	e->referenced = true;
+	lru_add_head_locked(l, e);
+	pthread_mutex_unlock(&l->lock);
+}
+
+static void entry_lru_del(struct entry *e)
+{
+	struct lru *l = group_lru_lock(e->group, e->lru_idx);
+
+	if (e->on_lru)
+		lru_del_locked(l, e);
+	pthread_mutex_unlock(&l->lock);
+}
+
+/* To the cold end without its referenced bit: written back first. */
+static void entry_lru_demote(struct entry *e)
+{
+	struct lru *l = group_lru_lock(e->group, e->lru_idx);
+
+	if (e->on_lru) {
+		lru_del_locked(l, e);
+		e->referenced = false;
+		lru_add_tail_locked(l, e);
+	}
+	pthread_mutex_unlock(&l->lock);
 }
 
 /* Word loads through memcpy: callers' pages need not be 8-byte aligned, and on x86 this
@@ -136,9 +170,34 @@ static void fill_page(void *page, uint64_t fill)
 		memcpy(p + i * 8, &fill, 8);
 }
 
+/* The root's figures are the engine's; only groups below it count for themselves. */
+static bool group_charged(const struct uzs_group *g)
+{
+	return g->parent != NULL;
+}
+
+/* One walk up the hierarchy for a stored or dropped entry. The charge itself went on at
+ * store time through group_try_charge; it comes off here. */
+static void group_account(const struct entry *e, int sign)
+{
+	bool raw = e->kind == ENTRY_RAW;
+
+	for (struct uzs_group *g = e->group; g->parent; g = g->parent) {
+		atomic_fetch_add_explicit(&g->c.zswapped_pages, sign, memory_order_relaxed);
+		if (raw)
+			atomic_fetch_add_explicit(&g->c.incomp_pages, sign, memory_order_relaxed);
+		if (sign < 0 && e->length)
+			atomic_fetch_sub_explicit(&g->c.zswap_bytes, e->length,
+						  memory_order_relaxed);
+	}
+}
+
 static void entry_count(struct uzs *uzs, const struct entry *e, int sign)
 {
 	struct stat_shard *sh = stat_mine(uzs->stats);
+
+	if (group_charged(e->group))
+		group_account(e, sign);
 
 	stat_shard_add(sh, C_STORED_PAGES, sign);
 	if (e->kind == ENTRY_SAME)
@@ -154,13 +213,15 @@ static void arm_release(struct uzs *uzs);
 static void entry_destroy(struct uzs *uzs, struct entry *e)
 {
 	if (e->kind != ENTRY_SAME) {
-		lru_del(lru_of(uzs, e), e);
+		entry_lru_del(e);
 		pool_free(uzs->pool, e->handle);
 		if (pool_empty_bytes(uzs->pool) &&
 		    !atomic_load_explicit(&uzs->release_armed, memory_order_relaxed))
 			arm_release(uzs);
 	}
 	entry_count(uzs, e, -1);
+	if (group_charged(e->group))
+		group_put(e->group);
 	free(e);
 }
 
@@ -224,12 +285,17 @@ refuse:
 	return false;
 }
 
-/* Take the coldest unreferenced entry off one LRU with its slot pinned; 0 if none. */
+/* Take the coldest unreferenced entry off one list with its slot pinned; 0 if none. */
 static uint64_t lru_isolate_cold_from(struct uzs *uzs, struct lru *l)
 {
 	uint64_t slot = 0;
 
 	pthread_mutex_lock(&l->lock);
+	if (atomic_load_explicit(&l->spliced, memory_order_relaxed)) {
+		/* its group was removed: the entries are its parent's now */
+		pthread_mutex_unlock(&l->lock);
+		return 0;
+	}
 	for (uint64_t turn = 0, turns = 2 * l->nr + 1; turn < turns && l->nr; turn++) {
 		struct entry *e = l->head.lru_prev;
 
@@ -247,32 +313,6 @@ static uint64_t lru_isolate_cold_from(struct uzs *uzs, struct lru *l)
 	return slot;
 }
 
-/* The shards in turn, starting where the last writeback left off. */
-static uint64_t lru_isolate_cold(struct uzs *uzs)
-{
-	unsigned start = atomic_fetch_add_explicit(&uzs->lru_cursor, 1, memory_order_relaxed);
-
-	for (unsigned i = 0; i < LRU_SHARDS; i++) {
-		uint64_t slot = lru_isolate_cold_from(uzs, &uzs->lrus[(start + i) % LRU_SHARDS]);
-
-		if (slot)
-			return slot;
-	}
-	return 0;
-}
-
-static uint64_t lru_total(struct uzs *uzs)
-{
-	uint64_t nr = 0;
-
-	for (unsigned i = 0; i < LRU_SHARDS; i++) {
-		pthread_mutex_lock(&uzs->lrus[i].lock);
-		nr += uzs->lrus[i].nr;
-		pthread_mutex_unlock(&uzs->lrus[i].lock);
-	}
-	return nr;
-}
-
 /* A write that failed keeps the entry in RAM, back on the LRU unless it was freed. */
 static void relist(struct uzs *uzs, struct entry *e)
 {
@@ -280,9 +320,8 @@ static void relist(struct uzs *uzs, struct entry *e)
 
 	pthread_mutex_lock(lock);
 	if (!e->detached) {
-		struct lru *l = lru_of(uzs, e);
+		struct lru *l = group_lru_lock(e->group, e->lru_idx);
 
-		pthread_mutex_lock(&l->lock);
 		if (!e->on_lru)
 			lru_add_head_locked(l, e);
 		pthread_mutex_unlock(&l->lock);
@@ -290,25 +329,21 @@ static void relist(struct uzs *uzs, struct entry *e)
 	pthread_mutex_unlock(lock);
 }
 
-/* Write one cold entry to its own slot. 1 written, 0 lost a race (nothing to do),
- * -ENOENT nothing to write back, -EIO the read or the write failed. */
-static int writeback_one(struct uzs *uzs)
+/* Write the entry of a pinned slot to the slot. 1 written, 0 lost a race (nothing to
+ * do), -EIO the read or the write failed, -ENOMEM no staging page. */
+static int writeback_slot(struct uzs *uzs, uint64_t slot)
 {
-	unsigned char *buf = scratch();
-	uint64_t slot = buf ? lru_isolate_cold(uzs) : 0;
-	struct entry *e;
-	int err;
-
-	if (!slot)
-		return buf ? -ENOENT : -ENOMEM;
+	unsigned char *buf = writeback_page();
 	/* The pin keeps the slot from being reused, so whatever entry the tree holds for it
 	 * now is that slot's current page. */
-	e = tree_borrow(uzs->tree, slot);
+	struct entry *e = buf ? tree_borrow(uzs->tree, slot) : NULL;
+	int err;
+
 	if (!e) {
 		slot_unpin(uzs->sf, slot);
-		return 0;
+		return buf ? 0 : -ENOMEM;
 	}
-	lru_del(lru_of(uzs, e), e);
+	entry_lru_del(e);
 	err = entry_read(uzs, e, buf);
 	if (!err && (err = swapfile_write(uzs->sf, slot, buf))) {
 		stat_inc(uzs->stats, C_SWAP_IO_FAIL);
@@ -320,6 +355,7 @@ static int writeback_one(struct uzs *uzs)
 		/* On file before out of the tree: a load that misses the tree reads the file. */
 		slot_set_flags(uzs->sf, slot, SLOT_ON_FILE);
 		stat_inc(uzs->stats, C_WRITTEN_BACK);
+		GROUP_COUNT(e->group, c.zswpwb, 1);
 	}
 	if (tree_return(uzs->tree, e, !err))
 		entry_destroy(uzs, e);
@@ -327,40 +363,122 @@ static int writeback_one(struct uzs *uzs)
 	return err ? -EIO : 1;
 }
 
-static long writeback_some(struct uzs *uzs, long nr, bool to_threshold)
+/* Write back one cold entry of the group's own lists (and of its removed children, which
+ * were spliced into them). -ENOENT: nothing there. */
+static int writeback_from_group(struct uzs *uzs, struct uzs_group *g)
+{
+	unsigned n = uzs->groups.nr_lrus;
+	unsigned start = atomic_fetch_add_explicit(&g->lru_cursor, 1, memory_order_relaxed);
+
+	for (unsigned i = 0; i < n; i++) {
+		uint64_t slot = lru_isolate_cold_from(uzs, &g->lrus[(start + i) % n]);
+
+		if (slot)
+			return writeback_slot(uzs, slot);
+	}
+	return -ENOENT;
+}
+
+static bool reclaimable(const struct uzs_group *g)
+{
+	return group_writeback_enabled(g) && group_lru_size((struct uzs_group *)g);
+}
+
+/* Up to nr entries of one group; stops at its first failure. */
+static long writeback_group_some(struct uzs *uzs, struct uzs_group *g, long nr, int *failures)
 {
 	long written = 0;
-	int failures = 0;
 
-	while (written < nr && failures < MAX_RECLAIM_FAILURES) {
-		int r;
+	while (written < nr && *failures < MAX_RECLAIM_FAILURES && reclaimable(g)) {
+		int r = writeback_from_group(uzs, g);
 
-		if (to_threshold && pool_total_bytes(uzs->pool) <= uzs->accept_bytes)
-			break;
-		r = writeback_one(uzs);
 		if (r == -ENOENT)
 			break;
 		if (r <= 0) {
-			failures++;
-			continue;
+			++*failures;
+			break;
 		}
-		failures = 0;
-		/* Writeback frees objects all over the pool; compaction turns them into whole
-		 * free pages, which is what lowers pool_total_size. */
-		if (++written % COMPACT_EVERY == 0)
-			stat_add(uzs->stats, C_COMPACTED, (int64_t)pool_compact(uzs->pool));
+		written++;
+	}
+	return written;
+}
+
+/* Writeback frees objects all over the pool; compaction turns them into whole free
+ * pages, which is what lowers pool_total_size. */
+static void compact_now_and_then(struct uzs *uzs, long before, long after)
+{
+	if (before / COMPACT_EVERY != after / COMPACT_EVERY)
+		stat_add(uzs->stats, C_COMPACTED, (int64_t)pool_compact(uzs->pool));
+}
+
+static bool pool_below_threshold(struct uzs *uzs)
+{
+	return pool_total_bytes(uzs->pool) <= uzs->accept_bytes;
+}
+
+/* Global reclaim: the groups in turn from the saved cursor, a few entries each, skipping
+ * those with writeback off or nothing on their lists; a whole round that finds nothing
+ * ends it, as do MAX_RECLAIM_FAILURES failed writebacks in a row. */
+static long reclaim_round_robin(struct uzs *uzs, long nr, bool to_threshold)
+{
+	long written = 0;
+	int failures = 0;
+	int64_t idle = 0;
+
+	while (written < nr && failures < MAX_RECLAIM_FAILURES) {
+		struct uzs_group *g;
+		long n;
+		int fails_before = failures;
+
+		if (to_threshold && pool_below_threshold(uzs))
+			break;
+		g = groups_next_shrink(&uzs->groups);
+		n = writeback_group_some(uzs, g, nr - written < VISIT_BATCH ? nr - written
+									 : VISIT_BATCH,
+					 &failures);
+		group_put(g);
+		if (n) {
+			failures = 0;
+			idle = 0;
+			compact_now_and_then(uzs, written, written + n);
+			written += n;
+		} else if (failures == fails_before &&
+			   ++idle >= atomic_load(&uzs->groups.nr_live)) {
+			break;
+		}
 	}
 	if (to_threshold && failures >= MAX_RECLAIM_FAILURES)
 		stat_inc(uzs->stats, C_REJECT_RECLAIM_FAIL);
 	return written;
 }
 
+/* Up to nr entries from the groups of top's subtree, first from first. */
+static long reclaim_subtree(struct uzs *uzs, struct uzs_group *top, struct uzs_group *first,
+			    long nr)
+{
+	unsigned count;
+	struct uzs_group **list;
+	int failures = 0;
+	long written = first ? writeback_group_some(uzs, first, nr, &failures) : 0;
+
+	if (written >= nr)
+		return written;
+	list = groups_within(&uzs->groups, top, &count);
+	for (unsigned i = 0; list && i < count; i++) {
+		if (written < nr && list[i] != first)
+			written += writeback_group_some(uzs, list[i], nr - written, &failures);
+		group_put(list[i]);
+	}
+	free(list);
+	return written;
+}
+
 static void reclaim_to_threshold(struct uzs *uzs)
 {
-	if (pool_total_bytes(uzs->pool) <= uzs->accept_bytes)
+	if (pool_below_threshold(uzs))
 		return;
-	writeback_some(uzs, LONG_MAX, true);
-	if (pool_total_bytes(uzs->pool) > uzs->accept_bytes)
+	reclaim_round_robin(uzs, LONG_MAX, true);
+	if (!pool_below_threshold(uzs))
 		stat_add(uzs->stats, C_COMPACTED, (int64_t)pool_compact(uzs->pool));
 }
 
@@ -399,9 +517,12 @@ static bool memory_low(struct uzs *uzs)
  * (referenced entries get their second chance, which protects recent stores). */
 static void shrink_under_pressure(struct uzs *uzs)
 {
+	struct stats *st = uzs->stats;
+
 	if (!uzs->shrinker_enabled || !memory_low(uzs))
 		return;
-	writeback_some(uzs, (long)(lru_total(uzs) / 8), false);
+	reclaim_round_robin(uzs, (long)((stat_read(st, C_STORED_PAGES) -
+					stat_read(st, C_SAME_FILLED)) / 8), false);
 }
 
 static void add_ns(struct timespec *t, long ns)
@@ -484,12 +605,14 @@ static void *shrink_worker(void *arg)
 
 /* ---- store ---- */
 
-/* Compress page into a pool object (raw when it does not compress). */
-static int compress_to_pool(struct uzs *uzs, const void *page, struct entry *e)
+/* Compress page into the scratch buffer and say in e what to store and how long it is.
+ * A page that does not compress is stored raw, so it keeps its LRU place, when the group
+ * may write back; when it may not, the file is no fallback and the cache refuses it. */
+static int compress_entry(struct uzs *uzs, const void *page, struct entry *e,
+			  const void **src)
 {
 	unsigned comp = atomic_load_explicit(&uzs->cur_comp, memory_order_acquire);
 	unsigned char *buf = scratch();
-	const void *src = buf;
 	int n;
 
 	if (!buf)
@@ -501,14 +624,47 @@ static int compress_to_pool(struct uzs *uzs, const void *page, struct entry *e)
 	}
 	e->kind = ENTRY_COMPRESSED;
 	e->comp = (uint8_t)comp;
+	*src = buf;
 	if ((unsigned)n >= PAGE) {
-		/* Stored as it is, so the page keeps its place in the LRU. */
+		if (!group_writeback_enabled(e->group)) {
+			stat_inc(uzs->stats, C_REJECT_COMPRESS_POOR);
+			return -ENOSPC;
+		}
 		e->kind = ENTRY_RAW;
-		src = page;
+		*src = page;
 		n = PAGE;
 	}
 	e->length = (uint32_t)n;
-	if (pool_store(uzs->pool, src, (size_t)n, &e->handle)) {
+	return 0;
+}
+
+/* Charge e's group. A zswap_max in the way first makes room by writing back the oldest
+ * entries under the group that set it, the storing group's own first; the store goes
+ * ahead only once the charge fits. */
+static int charge_entry(struct uzs *uzs, struct entry *e)
+{
+	struct uzs_group *over;
+
+	while ((over = group_try_charge(e->group, e->length))) {
+		if (reclaim_subtree(uzs, over, e->group, 1) == 0) {
+			stat_inc(uzs->stats, C_REJECT_RECLAIM_FAIL);
+			return -ENOSPC;
+		}
+	}
+	return 0;
+}
+
+static int store_compressed(struct uzs *uzs, const void *page, struct entry *e)
+{
+	const void *src;
+	int err = compress_entry(uzs, page, e, &src);
+
+	if (!err)
+		err = charge_entry(uzs, e);
+	if (err)
+		return err;
+	if (pool_store(uzs->pool, src, e->length, &e->handle)) {
+		group_uncharge(e->group, e->length);
 		stat_inc(uzs->stats, C_REJECT_ALLOC_FAIL);
 		return -ENOMEM;
 	}
@@ -518,9 +674,12 @@ static int compress_to_pool(struct uzs *uzs, const void *page, struct entry *e)
 static int zswap_store(struct uzs *uzs, struct uzs_group *group, uint64_t slot,
 		       const void *page)
 {
-	struct entry *e = malloc(sizeof(*e));
+	struct entry *e;
 	int err = 0;
 
+	if (group_zswap_disabled(group))
+		return -ENOSPC;
+	e = malloc(sizeof(*e));
 	if (!e) {
 		stat_inc(uzs->stats, C_REJECT_KMEMCACHE_FAIL);
 		return -ENOMEM;
@@ -528,23 +687,26 @@ static int zswap_store(struct uzs *uzs, struct uzs_group *group, uint64_t slot,
 	memset(e, 0, sizeof(*e));
 	e->slot = slot;
 	e->group = group;
-	e->lru_shard = (uint8_t)(thread_shard() % LRU_SHARDS);
+	e->lru_idx = (uint8_t)group_lru_index(&uzs->groups);
 	if (page_same_filled(page, &e->fill))
 		e->kind = ENTRY_SAME;
 	else if (!pool_accepts(uzs))
 		err = -ENOSPC;
 	else
-		err = compress_to_pool(uzs, page, e);
+		err = store_compressed(uzs, page, e);
 	if (err) {
 		free(e);
 		return err;
 	}
+	if (group_charged(group))
+		group_get(group);
 	/* Counted before it is published: once on the LRU, writeback may free it at once. */
 	entry_count(uzs, e, 1);
 	stat_inc(uzs->stats, C_ZSWPOUT);
+	GROUP_COUNT(group, c.zswpout, 1);
 	tree_insert(uzs->tree, e); /* a freshly allocated slot: always empty */
 	if (e->kind != ENTRY_SAME)
-		lru_add(lru_of(uzs, e), e);
+		entry_lru_add(e);
 	return 0;
 }
 
@@ -561,12 +723,23 @@ int uzs_swap_out(struct uzs *uzs, struct uzs_group *group, const void *page, uzs
 
 	if (!uzs || !page || !out)
 		return -EINVAL;
+	if (!group)
+		group = uzs->groups.root;
+	if (group->set != &uzs->groups)
+		return -EINVAL;
+	if (atomic_load_explicit(&group->removed, memory_order_relaxed))
+		return -ENOENT;
 	slot = swapfile_alloc(uzs->sf);
 	if (!slot)
 		return -ENOSPC;
 	if (zswap_store(uzs, group, slot, page) == 0) {
 		*out = slot;
 		return 0;
+	}
+	if (!group_writeback_enabled(group)) {
+		/* Nothing of this group may reach the file: the caller keeps the page. */
+		release_slot(uzs, slot);
+		return -ENOSPC;
 	}
 	/* The cache refused the page: it goes to the swap file. */
 	err = swapfile_write(uzs->sf, slot, page);
@@ -605,7 +778,9 @@ static int load_cached(struct uzs *uzs, uint64_t slot, void *page, bool take)
 	err = entry_read(uzs, e, page);
 	if (!err && !take && e->kind != ENTRY_SAME)
 		/* A copy the caller holds too: the cheapest thing to reclaim. */
-		lru_demote(lru_of(uzs, e), e);
+		entry_lru_demote(e);
+	if (!err)
+		GROUP_COUNT(e->group, c.zswpin, 1);
 	if (tree_return(uzs->tree, e, take && !err))
 		entry_destroy(uzs, e);
 	if (err)
@@ -735,7 +910,7 @@ long uzs_shrink(struct uzs *uzs, long nr_pages)
 {
 	if (!uzs || nr_pages < 0)
 		return -EINVAL;
-	return writeback_some(uzs, nr_pages, false);
+	return reclaim_round_robin(uzs, nr_pages, false);
 }
 
 long uzs_compact(struct uzs *uzs)
@@ -799,8 +974,7 @@ static void close_parts(struct uzs *uzs)
 	tree_destroy(uzs->tree);
 	swapfile_close(uzs->sf);
 	free(uzs->stats);
-	for (unsigned i = 0; i < LRU_SHARDS; i++)
-		lru_destroy(&uzs->lrus[i]);
+	groups_destroy(&uzs->groups);
 	pthread_mutex_destroy(&uzs->comp_lock);
 	pthread_mutex_destroy(&uzs->worker_lock);
 	pthread_cond_destroy(&uzs->worker_cond);
@@ -831,15 +1005,15 @@ int uzs_open(const struct uzs_config *c, struct uzs **out)
 	if (!uzs)
 		return -ENOMEM;
 	memset(uzs, 0, sizeof(*uzs));
-	for (unsigned i = 0; i < LRU_SHARDS; i++)
-		lru_init(&uzs->lrus[i]);
 	pthread_mutex_init(&uzs->comp_lock, NULL);
 	pthread_mutex_init(&uzs->worker_lock, NULL);
 	init_worker_cond(&uzs->worker_cond);
 	uzs->comps[0] = comp;
 	atomic_init(&uzs->nr_comps, 1);
 	atomic_init(&uzs->test_pressure, -1);
-	err = config_limits(uzs, c);
+	err = groups_init(&uzs->groups, uzs);
+	if (!err)
+		err = config_limits(uzs, c);
 	if (!err)
 		err = open_parts(uzs, c);
 	if (!err)
@@ -874,6 +1048,268 @@ void uzs_close(struct uzs *uzs)
 	swapfile_thread_cleanup();
 }
 
+/* ---- groups ---- */
+
+static bool group_ok(const struct uzs_group *g)
+{
+	return g && !atomic_load_explicit(&g->removed, memory_order_relaxed);
+}
+
+/* Limits live below the root: the root's figures are the whole engine's. */
+static bool group_settable(const struct uzs_group *g)
+{
+	return group_ok(g) && g->parent;
+}
+
+struct uzs_group *uzs_root_group(struct uzs *uzs)
+{
+	return uzs ? uzs->groups.root : NULL;
+}
+
+int uzs_group_create(struct uzs *uzs, struct uzs_group *parent, const char *name,
+		     struct uzs_group **out)
+{
+	if (!uzs || !out || (parent && parent->set != &uzs->groups))
+		return -EINVAL;
+	return group_create(&uzs->groups, parent ? parent : uzs->groups.root, name, out);
+}
+
+int uzs_group_remove(struct uzs_group *group)
+{
+	return group ? group_remove(group) : -EINVAL;
+}
+
+const char *uzs_group_name(const struct uzs_group *group)
+{
+	return group ? group->name : NULL;
+}
+
+struct uzs_group *uzs_group_parent(const struct uzs_group *group)
+{
+	return group ? group->parent : NULL;
+}
+
+int uzs_group_set_zswap_max(struct uzs_group *group, uint64_t bytes)
+{
+	if (!group_settable(group))
+		return -EINVAL;
+	atomic_store(&group->zswap_max, bytes);
+	return 0;
+}
+
+int uzs_group_set_zswap_writeback(struct uzs_group *group, bool enabled)
+{
+	if (!group_settable(group))
+		return -EINVAL;
+	atomic_store(&group->writeback, enabled);
+	return 0;
+}
+
+int uzs_group_set_memory_max(struct uzs_group *group, uint64_t bytes)
+{
+	if (!group_settable(group))
+		return -EINVAL;
+	atomic_store(&group->memory_max, bytes);
+	return 0;
+}
+
+int uzs_group_charge_resident(struct uzs_group *group, long nr_pages)
+{
+	if (!group_ok(group))
+		return -EINVAL;
+	/* the root too: its memory_current is the whole instance's */
+	for (struct uzs_group *g = group; g; g = g->parent)
+		atomic_fetch_add_explicit(&g->resident_pages, nr_pages, memory_order_relaxed);
+	return 0;
+}
+
+static uint64_t compressed_bytes_of(struct uzs_group *g)
+{
+	struct uzs *uzs = g->set->uzs;
+	int64_t v;
+
+	if (!g->parent)
+		return stat_read(uzs->stats, C_COMPRESSED_BYTES);
+	v = atomic_load_explicit(&g->c.zswap_bytes, memory_order_relaxed);
+	return v < 0 ? 0 : (uint64_t)v;
+}
+
+static uint64_t memory_current_of(struct uzs_group *g)
+{
+	int64_t resident = atomic_load_explicit(&g->resident_pages, memory_order_relaxed);
+
+	return (resident < 0 ? 0 : (uint64_t)resident) * PAGE + compressed_bytes_of(g);
+}
+
+uint64_t uzs_group_memory_excess(struct uzs_group *group)
+{
+	uint64_t excess = 0;
+
+	for (struct uzs_group *g = group; g && g->parent; g = g->parent) {
+		uint64_t max = atomic_load_explicit(&g->memory_max, memory_order_relaxed);
+		uint64_t cur = memory_current_of(g);
+
+		if (max != UZS_MAX && cur > max && cur - max > excess)
+			excess = cur - max;
+	}
+	return excess;
+}
+
+long uzs_group_shrink(struct uzs_group *group, long nr_pages)
+{
+	if (!group_ok(group) || nr_pages < 0)
+		return -EINVAL;
+	if (!group_writeback_enabled(group))
+		return -EPERM;
+	return reclaim_subtree(group->set->uzs, group, group, nr_pages);
+}
+
+static uint64_t counter_value(_Atomic int64_t *c)
+{
+	int64_t v = atomic_load_explicit(c, memory_order_relaxed);
+
+	return v < 0 ? 0 : (uint64_t)v;
+}
+
+static void group_figures(struct uzs_group *g, struct uzs_group_stats *st)
+{
+	struct stats *s = g->set->uzs->stats;
+
+	memset(st, 0, sizeof(*st));
+	if (!g->parent) {
+		st->zswapped = stat_read(s, C_STORED_PAGES) * PAGE;
+		st->zswap_incomp = stat_read(s, C_STORED_INCOMPRESSIBLE);
+		st->zswpin = stat_read(s, C_ZSWPIN);
+		st->zswpout = stat_read(s, C_ZSWPOUT);
+		st->zswpwb = stat_read(s, C_WRITTEN_BACK);
+	} else {
+		st->zswapped = counter_value(&g->c.zswapped_pages) * PAGE;
+		st->zswap_incomp = counter_value(&g->c.incomp_pages);
+		st->zswpin = counter_value(&g->c.zswpin);
+		st->zswpout = counter_value(&g->c.zswpout);
+		st->zswpwb = counter_value(&g->c.zswpwb);
+	}
+	st->zswap = compressed_bytes_of(g);
+	st->memory_current = memory_current_of(g);
+	st->memory_max = atomic_load(&g->memory_max);
+	st->zswap_max = atomic_load(&g->zswap_max);
+	st->zswap_writeback = atomic_load(&g->writeback);
+}
+
+int uzs_group_get_stats(struct uzs_group *group, struct uzs_group_stats *stats)
+{
+	if (!group_ok(group) || !stats)
+		return -EINVAL;
+	group_figures(group, stats);
+	return 0;
+}
+
+/* The figures that add up: the counters, not the limits. */
+static void subtract_figures(struct uzs_group_stats *from, const struct uzs_group_stats *sub)
+{
+	from->zswap -= sub->zswap;
+	from->zswapped -= sub->zswapped;
+	from->zswap_incomp -= sub->zswap_incomp;
+	from->zswpin -= sub->zswpin;
+	from->zswpout -= sub->zswpout;
+	from->zswpwb -= sub->zswpwb;
+	from->memory_current -= sub->memory_current;
+}
+
+int uzs_group_get_local_stats(struct uzs_group *group, struct uzs_group_stats *stats)
+{
+	struct groups *gs;
+	struct uzs_group *g;
+
+	if (!group_ok(group) || !stats)
+		return -EINVAL;
+	gs = group->set;
+	pthread_mutex_lock(&gs->lock);
+	group_figures(group, stats);
+	g = gs->root;
+	do {
+		if (g->parent == group) {
+			struct uzs_group_stats child;
+
+			group_figures(g, &child);
+			subtract_figures(stats, &child);
+		}
+		g = g->next;
+	} while (g != gs->root);
+	pthread_mutex_unlock(&gs->lock);
+	return 0;
+}
+
+/* "/a/b": the names from the root down. */
+static void group_path(const struct uzs_group *g, char *buf, size_t size)
+{
+	char tail[4096] = "";
+
+	if (!g->parent) {
+		snprintf(buf, size, "/");
+		return;
+	}
+	for (; g->parent; g = g->parent) {
+		char joined[sizeof(tail)];
+
+		snprintf(joined, sizeof(joined), "/%s%s", g->name, tail);
+		memcpy(tail, joined, sizeof(tail));
+	}
+	snprintf(buf, size, "%s", tail);
+}
+
+static int print_limit(FILE *out, const char *name, uint64_t v)
+{
+	if (v == UZS_MAX)
+		return fprintf(out, "  %s max\n", name);
+	return fprintf(out, "  %s %llu\n", name, (unsigned long long)v);
+}
+
+static int print_group(FILE *out, struct uzs_group *g)
+{
+	struct uzs_group_stats st;
+	char path[4096];
+	int r;
+
+	group_figures(g, &st);
+	group_path(g, path, sizeof(path));
+	r = fprintf(out,
+		    "group %s\n  zswap %llu\n  zswapped %llu\n  zswap_incomp %llu\n"
+		    "  zswpin %llu\n  zswpout %llu\n  zswpwb %llu\n  memory.current %llu\n",
+		    path, (unsigned long long)st.zswap, (unsigned long long)st.zswapped,
+		    (unsigned long long)st.zswap_incomp, (unsigned long long)st.zswpin,
+		    (unsigned long long)st.zswpout, (unsigned long long)st.zswpwb,
+		    (unsigned long long)st.memory_current);
+	if (r >= 0)
+		r = print_limit(out, "memory.max", st.memory_max);
+	if (r >= 0)
+		r = print_limit(out, "memory.zswap.max", st.zswap_max);
+	if (r >= 0)
+		r = fprintf(out, "  memory.zswap.writeback %llu\n",
+			    (unsigned long long)st.zswap_writeback);
+	return r < 0 ? -EIO : 0;
+}
+
+int uzs_print_group_stats(struct uzs *uzs, FILE *out)
+{
+	unsigned count;
+	struct uzs_group **list;
+	int err = 0;
+
+	if (!uzs || !out)
+		return -EINVAL;
+	list = groups_within(&uzs->groups, uzs->groups.root, &count);
+	if (!list)
+		return -ENOMEM;
+	for (unsigned i = 0; i < count; i++) {
+		if (!err)
+			err = print_group(out, list[i]);
+		group_put(list[i]);
+	}
+	free(list);
+	return err;
+}
+
 /* ---- statistics ---- */
 
 void uzs_get_stats(struct uzs *uzs, struct uzs_stats *st)
@@ -906,6 +1342,8 @@ void uzs_get_stats(struct uzs *uzs, struct uzs_stats *st)
 	st->invalid_slot = stat_read(s, C_INVALID_SLOT);
 	st->nodata_slot = stat_read(s, C_NODATA_SLOT);
 	st->pool_compacted_bytes = stat_read(s, C_COMPACTED);
+	st->groups = (uint64_t)atomic_load(&uzs->groups.nr_live);
+	st->groups_dying = (uint64_t)atomic_load(&uzs->groups.nr_dying);
 }
 
 int uzs_print_stats(struct uzs *uzs, FILE *out)
@@ -919,7 +1357,7 @@ int uzs_print_stats(struct uzs *uzs, FILE *out)
 		"reject_kmemcache_fail", "decompress_fail", "zswpin", "zswpout", "zswpwb",
 		"pswpin", "pswpout", "swap_slots_used", "swap_slots_total", "compressed_bytes",
 		"writeback_fail", "swap_io_fail", "invalid_slot", "nodata_slot",
-		"pool_compacted_bytes",
+		"pool_compacted_bytes", "groups", "groups_dying",
 	};
 	_Static_assert(sizeof(names) / sizeof(names[0]) == sizeof(st) / sizeof(uint64_t),
 		       "every statistic has a name");

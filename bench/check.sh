@@ -37,3 +37,23 @@ for c in lz4 zstd lzo deflate; do
 	printf '%-8s 2M pool: ratio %s, written_back_pages %s, mismatches %s\n' "$c" \
 		"$(field ratio "$out")" "$(field written_back_pages "$out")" "$(field mismatches "$out")"
 done
+# Groups (issue 3): the same run with the pages spread over 1000 groups against 1 group,
+# each normalized by its own raw library time so that machine noise cancels.
+g_store=() g_load=() g_store_n=() g_load_n=()
+for ((r = 0; r < rounds; r++)); do
+	one=$($uz bench --compressor lz4 --groups 1 --json)
+	many=$($uz bench --compressor lz4 --groups 1000 --json)
+	norm() { awk -v a="$(field "$1" "$2")" -v b="$(field "$3" "$2")" 'BEGIN{printf "%.4f", a/b}'; }
+	g_store+=("$(awk -v a="$(field store_us "$many")" -v b="$(field store_us "$one")" 'BEGIN{printf "%.3f", a/b}')")
+	g_load+=("$(awk -v a="$(field load_us "$many")" -v b="$(field load_us "$one")" 'BEGIN{printf "%.3f", a/b}')")
+	g_store_n+=("$(awk -v a="$(norm store_us "$many" raw_compress_us)" -v b="$(norm store_us "$one" raw_compress_us)" 'BEGIN{printf "%.3f", a/b}')")
+	g_load_n+=("$(awk -v a="$(norm load_us "$many" raw_decompress_us)" -v b="$(norm load_us "$one" raw_decompress_us)" 'BEGIN{printf "%.3f", a/b}')")
+done
+echo "lz4, corpus, 1 group: $one"
+echo "lz4, corpus, 1000 groups: $many"
+printf 'store_us 1000 groups / 1 group %s (target <= 1.10)   rounds: %s\n' \
+	"$(printf '%s\n' "${g_store[@]}" | median)" "${g_store[*]}"
+printf 'load_us 1000 groups / 1 group  %s (target <= 1.10)   rounds: %s\n' \
+	"$(printf '%s\n' "${g_load[@]}" | median)" "${g_load[*]}"
+printf '  normalized by raw library time: store %s, load %s\n' \
+	"$(printf '%s\n' "${g_store_n[@]}" | median)" "$(printf '%s\n' "${g_load_n[@]}" | median)"

@@ -33,6 +33,8 @@ struct bench_opts {
 	uint64_t pool_limit;
 	const char *swapfile;
 	int json;
+	int groups;	  /* 0: every page in the root; N: page i in group i % N */
+	int group_stats;  /* print every group's figures after the run */
 };
 
 struct pages {
@@ -288,6 +290,7 @@ struct bench {
 	int *raw_len;
 	uzs_slot_t *slots;
 	struct uzs *uzs;
+	struct uzs_group **groups; /* o->groups of them, or NULL */
 	enum phase phase;
 	pthread_barrier_t start;
 };
@@ -307,7 +310,8 @@ static int run_range(struct bench *b, struct worker *w, struct raw_ctx *raw)
 			raw_decompress(raw, cbuf, b->raw_len[i], out);
 			break;
 		case STORE:
-			err = uzs_swap_out(b->uzs, NULL, page, &b->slots[i]);
+			err = uzs_swap_out(b->uzs, b->groups ? b->groups[i % b->o->groups] : NULL,
+					   page, &b->slots[i]);
 			break;
 		case LOAD:
 			err = uzs_swap_in(b->uzs, b->slots[i], out, UZS_SWAPIN_FREE);
@@ -384,12 +388,12 @@ static void report(const struct bench_opts *o, const struct result *r, struct uz
 		       "\"store_us\": %.3f, \"load_us\": %.3f, \"raw_compress_us\": %.3f, "
 		       "\"raw_decompress_us\": %.3f, \"store_mbps\": %.1f, \"load_mbps\": %.1f, "
 		       "\"written_back_pages\": %llu, \"mismatches\": %zu, \"threads\": %d, "
-		       "\"compressor\": \"%s\"}\n",
+		       "\"groups\": %d, \"compressor\": \"%s\"}\n",
 		       r->pages, r->ratio, (unsigned long long)r->pool_bytes,
 		       (unsigned long long)r->compressed_bytes, r->pool_efficiency, r->store_us,
 		       r->load_us, r->raw_compress_us, r->raw_decompress_us, r->store_mbps,
 		       r->load_mbps, (unsigned long long)r->written_back, r->mismatches,
-		       o->threads, o->compressor);
+		       o->threads, o->groups, o->compressor);
 		return;
 	}
 	printf("pages %zu\nratio %.3f\npool_bytes %llu\npool_efficiency %.4f\n"
@@ -400,6 +404,10 @@ static void report(const struct bench_opts *o, const struct result *r, struct uz
 	       r->load_mbps, (unsigned long long)r->written_back, r->mismatches);
 	printf("# engine statistics after the run\n");
 	uzs_print_stats(uzs, stdout);
+	if (o->group_stats) {
+		printf("# group statistics after the run (memory.stat names)\n");
+		uzs_print_group_stats(uzs, stdout);
+	}
 }
 
 static void fill_store_figures(struct bench *b, struct result *r)
@@ -437,6 +445,26 @@ static int open_engine(struct bench_opts *o, size_t nr_pages, struct uzs **uzs)
 	return 0;
 }
 
+/* Groups under the root, named g0, g1, ... */
+static int create_groups(struct bench *b)
+{
+	char name[32];
+	int err;
+
+	if (!b->o->groups)
+		return 0;
+	b->groups = calloc((size_t)b->o->groups, sizeof(*b->groups));
+	if (!b->groups)
+		return die("out of memory");
+	for (int i = 0; i < b->o->groups; i++) {
+		snprintf(name, sizeof(name), "g%d", i);
+		err = uzs_group_create(b->uzs, NULL, name, &b->groups[i]);
+		if (err)
+			return die("cannot create group %s: %s", name, strerror(-err));
+	}
+	return 0;
+}
+
 static int bench_run(struct bench_opts *o, struct pages *in)
 {
 	struct bench b = { .o = o, .in = in };
@@ -446,6 +474,10 @@ static int bench_run(struct bench_opts *o, struct pages *in)
 
 	if (open_engine(o, in->nr, &b.uzs))
 		return 1;
+	if (create_groups(&b)) {
+		err = 1;
+		goto out;
+	}
 	b.out = aligned_alloc(PAGE, in->nr * PAGE);
 	b.raw_buf = malloc(in->nr * COMP_DST_BYTES);
 	b.raw_len = calloc(in->nr, sizeof(int));
@@ -488,6 +520,7 @@ static int bench_run(struct bench_opts *o, struct pages *in)
 	err = r.mismatches ? die("%zu pages came back different", r.mismatches) : 0;
 out:
 	uzs_close(b.uzs);
+	free(b.groups);
 	free(b.out);
 	free(b.raw_buf);
 	free(b.raw_len);
@@ -498,7 +531,8 @@ out:
 static void bench_usage(FILE *out)
 {
 	fputs("usage: uzswap bench [--pages FILE] [--compressor NAME[:LEVEL]] [--threads N]\n"
-	      "                    [--pool-limit BYTES] [--swapfile PATH] [--json]\n"
+	      "                    [--pool-limit BYTES] [--swapfile PATH] [--groups N]\n"
+	      "                    [--group-stats] [--json]\n"
 	      "\n"
 	      "Swaps every page of FILE out through the engine and back in, verifies every\n"
 	      "byte, and reports: pages, ratio, pool_bytes, pool_efficiency, store_us, load_us,\n"
@@ -512,6 +546,9 @@ static void bench_usage(FILE *out)
 	      "  --pool-limit BYTES  pool limit (K/M/G suffixes); small limits force writeback\n"
 	      "                      (default: twice the pages, never reached)\n"
 	      "  --swapfile PATH     where to create the swap file (default: $TMPDIR or /var/tmp)\n"
+	      "  --groups N          spread the pages over N groups under the root, page i in\n"
+	      "                      group i % N (default 0: all in the root)\n"
+	      "  --group-stats       print every group's figures after the run\n"
 	      "  --json              one JSON object instead of name-value lines\n"
 	      "Exit status: 0 all pages intact, 1 an error or any mismatch, 2 bad usage.\n",
 	      out);
@@ -523,6 +560,7 @@ static int parse_bench_opts(int argc, char **argv, struct bench_opts *o)
 		{ "pages", required_argument, NULL, 'p' },   { "compressor", required_argument, NULL, 'c' },
 		{ "threads", required_argument, NULL, 't' }, { "pool-limit", required_argument, NULL, 'l' },
 		{ "swapfile", required_argument, NULL, 's' }, { "json", no_argument, NULL, 'j' },
+		{ "groups", required_argument, NULL, 'g' }, { "group-stats", no_argument, NULL, 'G' },
 		{ "help", no_argument, NULL, 'h' },	     { NULL, 0, NULL, 0 }
 	};
 	struct compressor probe;
@@ -536,6 +574,13 @@ static int parse_bench_opts(int argc, char **argv, struct bench_opts *o)
 		case 'c': o->compressor = optarg; break;
 		case 's': o->swapfile = optarg; break;
 		case 'j': o->json = 1; break;
+		case 'G': o->group_stats = 1; break;
+		case 'g':
+			o->groups = (int)strtol(optarg, &end, 10);
+			if (*end || !*optarg || o->groups < 0 || o->groups > 1000000)
+				return die_usage("--groups wants a number from 0 to 1000000, not '%s'",
+						 optarg);
+			break;
 		case 'h': bench_usage(stdout); exit(0);
 		case 't':
 			o->threads = (int)strtol(optarg, &end, 10);

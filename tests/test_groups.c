@@ -402,6 +402,35 @@ static void test_global_reclaim_round_robin(void)
 	uzs_close(uzs);
 }
 
+/* Removing the group global reclaim's cursor points at is safe: reclaim goes on with the
+ * next group, and the removed group's entries are reclaimed through its parent. */
+static void test_remove_group_at_shrink_cursor(void)
+{
+	struct uzs *uzs = open_pool(0);
+	struct uzs_group *g[3];
+	const char *names[3] = {"a", "b", "c"};
+	size_t n = 100;
+	uzs_slot_t *slots = calloc(3 * n, sizeof(*slots));
+
+	for (int i = 0; i < 3; i++) {
+		g[i] = new_group(uzs, NULL, names[i]);
+		store_corpus(uzs, g[i], slots + i * n, i * n, n);
+	}
+	/* the root has nothing, so the first writeback leaves the cursor on "a" */
+	CHECK_EQ(uzs_shrink(uzs, 1), 1);
+	CHECK_EQ(gstats(g[0]).zswpwb, 1);
+	CHECK_EQ(uzs_group_remove(g[0]), 0);
+	CHECK_EQ(uzs_shrink(uzs, 2), 2);
+	CHECK_EQ(uzs_shrink(uzs, 10 * n), 3 * n - 3);
+	CHECK_EQ(estats(uzs).written_back_pages, 3 * n);
+	CHECK_EQ(gstats(uzs_root_group(uzs)).zswap, 0);
+	for (int i = 0; i < 3; i++)
+		CHECK_EQ(load_corpus(uzs, slots + i * n, i * n, n), 0);
+	CHECK_EQ(estats(uzs).groups_dying, 0);
+	free(slots);
+	uzs_close(uzs);
+}
+
 static void test_group_names_and_busy(void)
 {
 	struct uzs *uzs = open_pool(0);
@@ -665,6 +694,7 @@ int main(void)
 	RUN(test_zswap_incompressible);
 	RUN(test_parent_limit_covers_children);
 	RUN(test_global_reclaim_round_robin);
+	RUN(test_remove_group_at_shrink_cursor);
 	RUN(test_group_names_and_busy);
 	RUN(test_removal_reparents);
 	RUN(test_group_stats_add_up);

@@ -141,6 +141,75 @@ uint64_t swapfile_alloc(struct swapfile *sf)
 	return slot;
 }
 
+/* Claim the aligned window of nr slots at base, all or none. */
+static bool claim_window(struct swapfile *sf, uint64_t base, unsigned nr)
+{
+	for (unsigned i = 0; i < nr; i++) {
+		uint32_t expect = 0;
+
+		if (base + i >= sf->nr_slots ||
+		    !atomic_compare_exchange_strong(&sf->map[base + i], &expect,
+						    SLOT_ALLOCATED | SLOT_HAS_DATA | 1u)) {
+			/* a single-slot allocation raced in: give back what we took */
+			while (i-- > 0)
+				atomic_store_explicit(&sf->map[base + i], 0, memory_order_relaxed);
+			return false;
+		}
+	}
+	return true;
+}
+
+static bool window_free(struct swapfile *sf, uint64_t base, unsigned nr)
+{
+	for (unsigned i = 0; i < nr; i++)
+		if (base + i >= sf->nr_slots ||
+		    atomic_load_explicit(&sf->map[base + i], memory_order_relaxed))
+			return false;
+	return true;
+}
+
+static uint64_t shard_scan_run(struct swapfile *sf, struct alloc_shard *sh, unsigned nr)
+{
+	uint64_t base = sh->cluster * SLOTS_PER_CLUSTER;
+
+	if (atomic_load_explicit(&sf->clusters[sh->cluster].nr_free, memory_order_relaxed) < nr)
+		return 0;
+	for (uint32_t off = 0; off < SLOTS_PER_CLUSTER; off += nr) {
+		uint32_t idx = ((sh->cursor + nr - 1) / nr * nr + off) % SLOTS_PER_CLUSTER;
+
+		if (!window_free(sf, base + idx, nr) || !claim_window(sf, base + idx, nr))
+			continue;
+		atomic_fetch_sub_explicit(&sf->clusters[sh->cluster].nr_free, nr,
+					  memory_order_relaxed);
+		sh->cursor = idx + nr;
+		return base + idx;
+	}
+	return 0;
+}
+
+/* Fragmented clusters are passed over after this many: the caller can split the run. */
+#define RUN_CLUSTER_TRIES 8
+
+uint64_t swapfile_alloc_run(struct swapfile *sf, unsigned nr)
+{
+	struct alloc_shard *sh = &sf->shards[thread_shard() % NR_ALLOC_SHARDS];
+	uint64_t first = 0;
+
+	if (nr == 1)
+		return swapfile_alloc(sf);
+	if (!nr || nr > SLOTS_PER_CLUSTER || (nr & (nr - 1)))
+		return 0;
+	pthread_mutex_lock(&sh->lock);
+	for (int turn = 0; turn < RUN_CLUSTER_TRIES && !first; turn++) {
+		if (sh->cluster != NO_CLUSTER)
+			first = shard_scan_run(sf, sh, nr);
+		if (!first && !shard_next_cluster(sf, sh))
+			break;
+	}
+	pthread_mutex_unlock(&sh->lock);
+	return first;
+}
+
 /* ---- slot state ---- */
 
 static inline uint32_t count_of(uint32_t s)
@@ -206,7 +275,7 @@ bool slot_pin(struct swapfile *sf, uint64_t slot)
 	uint32_t s = swapfile_state(sf, slot);
 
 	do {
-		if (!live(s) || (s & SLOT_WB_PIN) || !(s & SLOT_HAS_DATA))
+		if (!live(s) || (s & (SLOT_WB_PIN | SLOT_HELD)) || !(s & SLOT_HAS_DATA))
 			return false;
 	} while (!atomic_compare_exchange_weak(&sf->map[slot], &s, s | SLOT_WB_PIN));
 	return true;
@@ -335,6 +404,51 @@ int swapfile_read(struct swapfile *sf, uint64_t slot, void *page)
 		return -EIO;
 	if (bounced)
 		memcpy(page, buf, PAGE);
+	return 0;
+}
+
+static int transfer_run(struct swapfile *sf, uint64_t first, unsigned nr, void *pages,
+			bool write)
+{
+	size_t len = (size_t)nr * PAGE;
+	off_t off = (off_t)(first * PAGE);
+	ssize_t n;
+
+	do
+		n = write ? pwrite(sf->fd, pages, len, off) : pread(sf->fd, pages, len, off);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return -errno;
+	return (size_t)n == len ? 0 : -EIO;
+}
+
+int swapfile_write_run(struct swapfile *sf, uint64_t first, unsigned nr, const void *pages)
+{
+	const unsigned char *p = pages;
+
+	if (!needs_bounce(sf, pages))
+		return transfer_run(sf, first, nr, (void *)pages, true);
+	for (unsigned i = 0; i < nr; i++) {
+		int err = swapfile_write(sf, first + i, p + (size_t)i * PAGE);
+
+		if (err)
+			return err;
+	}
+	return 0;
+}
+
+int swapfile_read_run(struct swapfile *sf, uint64_t first, unsigned nr, void *pages)
+{
+	unsigned char *p = pages;
+
+	if (!needs_bounce(sf, pages))
+		return transfer_run(sf, first, nr, pages, false);
+	for (unsigned i = 0; i < nr; i++) {
+		int err = swapfile_read(sf, first + i, p + (size_t)i * PAGE);
+
+		if (err)
+			return err;
+	}
 	return 0;
 }
 

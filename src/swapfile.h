@@ -20,6 +20,7 @@
 #define SLOT_ON_FILE (1u << 18)   /* the page is in the swap file */
 #define SLOT_WB_PIN (1u << 19)    /* writeback in flight: do not reuse */
 #define SLOT_FREEING (1u << 20)   /* count reached zero, the cache copy is being dropped */
+#define SLOT_HELD (1u << 21)      /* a caller holds writeback off the slot (uzs_run_hold) */
 
 #define SLOTS_PER_CLUSTER 512u
 
@@ -32,6 +33,10 @@ void swapfile_close(struct swapfile *sf);
 
 /* A free slot with count 1 and SLOT_HAS_DATA, or 0 when the file is full. */
 uint64_t swapfile_alloc(struct swapfile *sf);
+
+/* nr (a power of two up to SLOTS_PER_CLUSTER) free slots in a row, aligned to nr, each
+ * as swapfile_alloc leaves it; the first, or 0 when no such run is free. */
+uint64_t swapfile_alloc_run(struct swapfile *sf, unsigned nr);
 
 uint32_t swapfile_state(struct swapfile *sf, uint64_t slot);
 uint64_t swapfile_nr_slots(const struct swapfile *sf);
@@ -46,7 +51,7 @@ int slot_dup(struct swapfile *sf, uint64_t slot);
 int slot_put(struct swapfile *sf, uint64_t slot);
 void slot_finish_free(struct swapfile *sf, uint64_t slot);
 
-/* Pin a live slot for writeback; false when it is being freed or already pinned. */
+/* Pin a live slot for writeback; false when it is being freed, already pinned or held. */
 bool slot_pin(struct swapfile *sf, uint64_t slot);
 void slot_unpin(struct swapfile *sf, uint64_t slot);
 
@@ -56,6 +61,10 @@ void slot_clear_flags(struct swapfile *sf, uint64_t slot, uint32_t flags);
 /* Page I/O at a slot. 0 or a negative errno (a short transfer is -EIO). */
 int swapfile_write(struct swapfile *sf, uint64_t slot, const void *page);
 int swapfile_read(struct swapfile *sf, uint64_t slot, void *page);
+/* nr pages at consecutive slots in one transfer (page by page only when O_DIRECT cannot
+ * take the caller's buffer). */
+int swapfile_write_run(struct swapfile *sf, uint64_t first, unsigned nr, const void *pages);
+int swapfile_read_run(struct swapfile *sf, uint64_t first, unsigned nr, void *pages);
 
 /* Tests only: the file descriptor, to damage the file on purpose. */
 int swapfile_fd(const struct swapfile *sf);

@@ -118,6 +118,62 @@ struct entry *tree_detach(struct tree *t, uint64_t slot)
 	return e;
 }
 
+void tree_insert_run(struct tree *t, struct entry **entries, unsigned nr)
+{
+	pthread_mutex_t *lock = tree_lock_of(t, entries[0]->slot);
+
+	pthread_mutex_lock(lock);
+	for (unsigned i = 0; i < nr; i++) {
+		entries[i]->borrowers = 0;
+		entries[i]->detached = false;
+		t->slots[entries[i]->slot] = entries[i];
+	}
+	pthread_mutex_unlock(lock);
+}
+
+unsigned tree_borrow_run(struct tree *t, uint64_t first, unsigned nr, struct entry **out)
+{
+	pthread_mutex_t *lock = tree_lock_of(t, first);
+	unsigned found = 0;
+
+	pthread_mutex_lock(lock);
+	for (unsigned i = 0; i < nr; i++) {
+		out[i] = t->slots[first + i];
+		if (out[i]) {
+			out[i]->borrowers++;
+			found++;
+		}
+	}
+	pthread_mutex_unlock(lock);
+	return found;
+}
+
+unsigned tree_return_run(struct tree *t, struct entry **entries, unsigned nr, bool detach)
+{
+	pthread_mutex_t *lock = NULL;
+	unsigned owned = 0;
+
+	for (unsigned i = 0; i < nr; i++) {
+		struct entry *e = entries[i];
+
+		if (!e)
+			continue;
+		if (!lock) {
+			lock = tree_lock_of(t, e->slot);
+			pthread_mutex_lock(lock);
+		}
+		if (detach)
+			detach_locked(t, e);
+		if (--e->borrowers == 0 && e->detached)
+			owned++;
+		else
+			entries[i] = NULL;
+	}
+	if (lock)
+		pthread_mutex_unlock(lock);
+	return owned;
+}
+
 bool tree_holds(struct tree *t, const struct entry *e)
 {
 	return !e->detached && t->slots[e->slot] == e;

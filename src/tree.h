@@ -39,6 +39,20 @@ struct entry *tree_detach(struct tree *t, uint64_t slot);
 /* Is the entry still indexed? Call with its shard lock held. */
 bool tree_holds(struct tree *t, const struct entry *e);
 
+/* Runs: entries at consecutive slots inside one cluster, so one shard lock covers them. */
+
+/* Index nr entries (for slots first.. first+nr-1, all empty) under one lock. */
+void tree_insert_run(struct tree *t, struct entry **entries, unsigned nr);
+
+/* Borrow the entries of nr consecutive slots in one locked walk: a snapshot no writeback
+ * or free can tear. out[i] is NULL where there is none. Returns how many were found. */
+unsigned tree_borrow_run(struct tree *t, uint64_t first, unsigned nr, struct entry **out);
+
+/* Give back what tree_borrow_run lent (NULLs skipped), detaching when detach is set.
+ * Entries the caller now owns stay in the array, the rest become NULL; returns how many
+ * it owns. */
+unsigned tree_return_run(struct tree *t, struct entry **entries, unsigned nr, bool detach);
+
 /* Walk every indexed entry (at close, single-threaded). */
 void tree_for_each(struct tree *t, void (*fn)(struct entry *e, void *arg), void *arg);
 

@@ -4,6 +4,7 @@
  * reclaim, and the shrink worker.
  */
 #define _GNU_SOURCE
+#include "engine.h"
 #include "zswap.h"
 
 #include <errno.h>
@@ -24,8 +25,6 @@
 #include "swapfile.h"
 #include "tree.h"
 
-#define PAGE UZS_PAGE_SIZE
-#define MAX_COMPRESSORS 64u
 #define MAX_RECLAIM_FAILURES 16
 /* Global reclaim writes back this many entries of a group before moving to the next. */
 #define VISIT_BATCH 4
@@ -34,35 +33,6 @@
 /* Empty pool pages go back to the OS this long after they empty, in one batch. */
 #define RELEASE_DELAY_NS (100 * 1000 * 1000)
 
-struct uzs {
-	struct swapfile *sf;
-	struct tree *tree;
-	struct pool *pool;
-	struct groups groups;
-	struct stats *stats;
-
-	uint64_t pool_limit;   /* bytes */
-	uint64_t accept_bytes; /* a full pool takes stores again below this */
-	_Atomic bool pool_full;
-	bool exclusive_loads;
-	bool shrinker_enabled;
-
-	/* Append-only: stored entries name their compressor by index, so an entry made
-	 * before a switch still decompresses with its own. */
-	pthread_mutex_t comp_lock;
-	struct compressor comps[MAX_COMPRESSORS];
-	_Atomic unsigned nr_comps;
-	_Atomic unsigned cur_comp;
-
-	pthread_t worker;
-	pthread_mutex_t worker_lock;
-	pthread_cond_t worker_cond;
-	bool worker_wake, worker_stop; /* worker_lock */
-	_Atomic bool wake_pending;
-	_Atomic bool release_armed;	 /* empty pool pages wait for the worker */
-	struct timespec release_at;	 /* worker only: when to give them back */
-	_Atomic int test_pressure;	 /* -1: read /proc/meminfo; 0/1: tests say */
-};
 
 /* ---- per-thread scratch: compression output, then a page for writeback staging (a
  * store that reclaims for its group's limit writes back while holding its output) ---- */
@@ -76,7 +46,7 @@ static void scratch_key_init(void)
 	pthread_key_create(&scratch_key, free);
 }
 
-static unsigned char *scratch(void)
+unsigned char *scratch(void)
 {
 	if (!scratch_buf) {
 		pthread_once(&scratch_once, scratch_key_init);
@@ -106,7 +76,7 @@ static void scratch_cleanup(void)
 
 /* ---- entries ---- */
 
-static void entry_lru_add(struct entry *e)
+void entry_lru_add(struct entry *e)
 {
 	struct lru *l = group_lru_lock(e->group, e->lru_idx);
 
@@ -125,7 +95,7 @@ static void entry_lru_del(struct entry *e)
 }
 
 /* To the cold end without its referenced bit: written back first. */
-static void entry_lru_demote(struct entry *e)
+void entry_lru_demote(struct entry *e)
 {
 	struct lru *l = group_lru_lock(e->group, e->lru_idx);
 
@@ -147,7 +117,7 @@ static inline uint64_t word_at(const unsigned char *p, unsigned i)
 	return w;
 }
 
-static bool page_same_filled(const void *page, uint64_t *fill)
+bool page_same_filled(const void *page, uint64_t *fill)
 {
 	const unsigned char *p = page;
 	uint64_t first = word_at(p, 0);
@@ -162,7 +132,7 @@ static bool page_same_filled(const void *page, uint64_t *fill)
 	return true;
 }
 
-static void fill_page(void *page, uint64_t fill)
+void fill_page(void *page, uint64_t fill)
 {
 	unsigned char *p = page;
 
@@ -171,7 +141,7 @@ static void fill_page(void *page, uint64_t fill)
 }
 
 /* The root's figures are the engine's; only groups below it count for themselves. */
-static bool group_charged(const struct uzs_group *g)
+bool group_charged(const struct uzs_group *g)
 {
 	return g->parent != NULL;
 }
@@ -192,7 +162,7 @@ static void group_account(const struct entry *e, int sign)
 	}
 }
 
-static void entry_count(struct uzs *uzs, const struct entry *e, int sign)
+void entry_count(struct uzs *uzs, const struct entry *e, int sign)
 {
 	struct stat_shard *sh = stat_mine(uzs->stats);
 
@@ -210,7 +180,7 @@ static void entry_count(struct uzs *uzs, const struct entry *e, int sign)
 
 static void arm_release(struct uzs *uzs);
 
-static void entry_destroy(struct uzs *uzs, struct entry *e)
+void entry_destroy(struct uzs *uzs, struct entry *e)
 {
 	if (e->kind != ENTRY_SAME) {
 		entry_lru_del(e);
@@ -226,7 +196,7 @@ static void entry_destroy(struct uzs *uzs, struct entry *e)
 }
 
 /* Put an entry's page into page. -EIO when the compressed data is corrupt. */
-static int entry_read(struct uzs *uzs, const struct entry *e, void *page)
+int entry_read(struct uzs *uzs, const struct entry *e, void *page)
 {
 	const void *src;
 	int err = 0;
@@ -267,7 +237,7 @@ static void arm_release(struct uzs *uzs)
 
 /* The kernel's hysteresis: once full, refuse stores until reclaim has brought the pool
  * below the acceptance threshold, so the cache does not flap at its limit. */
-static bool pool_accepts(struct uzs *uzs)
+bool pool_accepts(struct uzs *uzs)
 {
 	uint64_t total = pool_total_bytes(uzs->pool);
 
@@ -453,7 +423,7 @@ static long reclaim_round_robin(struct uzs *uzs, long nr, bool to_threshold)
 }
 
 /* Up to nr entries from the groups of top's subtree, first from first. */
-static long reclaim_subtree(struct uzs *uzs, struct uzs_group *top, struct uzs_group *first,
+long reclaim_subtree(struct uzs *uzs, struct uzs_group *top, struct uzs_group *first,
 			    long nr)
 {
 	unsigned count;
@@ -710,7 +680,7 @@ static int zswap_store(struct uzs *uzs, struct uzs_group *group, uint64_t slot,
 	return 0;
 }
 
-static void release_slot(struct uzs *uzs, uint64_t slot)
+void release_slot(struct uzs *uzs, uint64_t slot)
 {
 	if (slot_put(uzs->sf, slot) == 1)
 		slot_finish_free(uzs->sf, slot);
@@ -756,12 +726,12 @@ int uzs_swap_out(struct uzs *uzs, struct uzs_group *group, const void *page, uzs
 
 /* ---- load, free, dup ---- */
 
-static bool slot_live(uint32_t s)
+bool slot_live(uint32_t s)
 {
 	return (s & SLOT_ALLOCATED) && (s & SLOT_COUNT_MASK) && !(s & SLOT_FREEING);
 }
 
-static int invalid_slot(struct uzs *uzs)
+int invalid_slot(struct uzs *uzs)
 {
 	stat_inc(uzs->stats, C_INVALID_SLOT);
 	return -EINVAL;
@@ -1046,268 +1016,6 @@ void uzs_close(struct uzs *uzs)
 	comp_thread_cleanup();
 	scratch_cleanup();
 	swapfile_thread_cleanup();
-}
-
-/* ---- groups ---- */
-
-static bool group_ok(const struct uzs_group *g)
-{
-	return g && !atomic_load_explicit(&g->removed, memory_order_relaxed);
-}
-
-/* Limits live below the root: the root's figures are the whole engine's. */
-static bool group_settable(const struct uzs_group *g)
-{
-	return group_ok(g) && g->parent;
-}
-
-struct uzs_group *uzs_root_group(struct uzs *uzs)
-{
-	return uzs ? uzs->groups.root : NULL;
-}
-
-int uzs_group_create(struct uzs *uzs, struct uzs_group *parent, const char *name,
-		     struct uzs_group **out)
-{
-	if (!uzs || !out || (parent && parent->set != &uzs->groups))
-		return -EINVAL;
-	return group_create(&uzs->groups, parent ? parent : uzs->groups.root, name, out);
-}
-
-int uzs_group_remove(struct uzs_group *group)
-{
-	return group ? group_remove(group) : -EINVAL;
-}
-
-const char *uzs_group_name(const struct uzs_group *group)
-{
-	return group ? group->name : NULL;
-}
-
-struct uzs_group *uzs_group_parent(const struct uzs_group *group)
-{
-	return group ? group->parent : NULL;
-}
-
-int uzs_group_set_zswap_max(struct uzs_group *group, uint64_t bytes)
-{
-	if (!group_settable(group))
-		return -EINVAL;
-	atomic_store(&group->zswap_max, bytes);
-	return 0;
-}
-
-int uzs_group_set_zswap_writeback(struct uzs_group *group, bool enabled)
-{
-	if (!group_settable(group))
-		return -EINVAL;
-	atomic_store(&group->writeback, enabled);
-	return 0;
-}
-
-int uzs_group_set_memory_max(struct uzs_group *group, uint64_t bytes)
-{
-	if (!group_settable(group))
-		return -EINVAL;
-	atomic_store(&group->memory_max, bytes);
-	return 0;
-}
-
-int uzs_group_charge_resident(struct uzs_group *group, long nr_pages)
-{
-	if (!group_ok(group))
-		return -EINVAL;
-	/* the root too: its memory_current is the whole instance's */
-	for (struct uzs_group *g = group; g; g = g->parent)
-		atomic_fetch_add_explicit(&g->resident_pages, nr_pages, memory_order_relaxed);
-	return 0;
-}
-
-static uint64_t compressed_bytes_of(struct uzs_group *g)
-{
-	struct uzs *uzs = g->set->uzs;
-	int64_t v;
-
-	if (!g->parent)
-		return stat_read(uzs->stats, C_COMPRESSED_BYTES);
-	v = atomic_load_explicit(&g->c.zswap_bytes, memory_order_relaxed);
-	return v < 0 ? 0 : (uint64_t)v;
-}
-
-static uint64_t memory_current_of(struct uzs_group *g)
-{
-	int64_t resident = atomic_load_explicit(&g->resident_pages, memory_order_relaxed);
-
-	return (resident < 0 ? 0 : (uint64_t)resident) * PAGE + compressed_bytes_of(g);
-}
-
-uint64_t uzs_group_memory_excess(struct uzs_group *group)
-{
-	uint64_t excess = 0;
-
-	for (struct uzs_group *g = group; g && g->parent; g = g->parent) {
-		uint64_t max = atomic_load_explicit(&g->memory_max, memory_order_relaxed);
-		uint64_t cur = memory_current_of(g);
-
-		if (max != UZS_MAX && cur > max && cur - max > excess)
-			excess = cur - max;
-	}
-	return excess;
-}
-
-long uzs_group_shrink(struct uzs_group *group, long nr_pages)
-{
-	if (!group_ok(group) || nr_pages < 0)
-		return -EINVAL;
-	if (!group_writeback_enabled(group))
-		return -EPERM;
-	return reclaim_subtree(group->set->uzs, group, group, nr_pages);
-}
-
-static uint64_t counter_value(_Atomic int64_t *c)
-{
-	int64_t v = atomic_load_explicit(c, memory_order_relaxed);
-
-	return v < 0 ? 0 : (uint64_t)v;
-}
-
-static void group_figures(struct uzs_group *g, struct uzs_group_stats *st)
-{
-	struct stats *s = g->set->uzs->stats;
-
-	memset(st, 0, sizeof(*st));
-	if (!g->parent) {
-		st->zswapped = stat_read(s, C_STORED_PAGES) * PAGE;
-		st->zswap_incomp = stat_read(s, C_STORED_INCOMPRESSIBLE);
-		st->zswpin = stat_read(s, C_ZSWPIN);
-		st->zswpout = stat_read(s, C_ZSWPOUT);
-		st->zswpwb = stat_read(s, C_WRITTEN_BACK);
-	} else {
-		st->zswapped = counter_value(&g->c.zswapped_pages) * PAGE;
-		st->zswap_incomp = counter_value(&g->c.incomp_pages);
-		st->zswpin = counter_value(&g->c.zswpin);
-		st->zswpout = counter_value(&g->c.zswpout);
-		st->zswpwb = counter_value(&g->c.zswpwb);
-	}
-	st->zswap = compressed_bytes_of(g);
-	st->memory_current = memory_current_of(g);
-	st->memory_max = atomic_load(&g->memory_max);
-	st->zswap_max = atomic_load(&g->zswap_max);
-	st->zswap_writeback = atomic_load(&g->writeback);
-}
-
-int uzs_group_get_stats(struct uzs_group *group, struct uzs_group_stats *stats)
-{
-	if (!group_ok(group) || !stats)
-		return -EINVAL;
-	group_figures(group, stats);
-	return 0;
-}
-
-/* The figures that add up: the counters, not the limits. */
-static void subtract_figures(struct uzs_group_stats *from, const struct uzs_group_stats *sub)
-{
-	from->zswap -= sub->zswap;
-	from->zswapped -= sub->zswapped;
-	from->zswap_incomp -= sub->zswap_incomp;
-	from->zswpin -= sub->zswpin;
-	from->zswpout -= sub->zswpout;
-	from->zswpwb -= sub->zswpwb;
-	from->memory_current -= sub->memory_current;
-}
-
-int uzs_group_get_local_stats(struct uzs_group *group, struct uzs_group_stats *stats)
-{
-	struct groups *gs;
-	struct uzs_group *g;
-
-	if (!group_ok(group) || !stats)
-		return -EINVAL;
-	gs = group->set;
-	pthread_mutex_lock(&gs->lock);
-	group_figures(group, stats);
-	g = gs->root;
-	do {
-		if (g->parent == group) {
-			struct uzs_group_stats child;
-
-			group_figures(g, &child);
-			subtract_figures(stats, &child);
-		}
-		g = g->next;
-	} while (g != gs->root);
-	pthread_mutex_unlock(&gs->lock);
-	return 0;
-}
-
-/* "/a/b": the names from the root down. */
-static void group_path(const struct uzs_group *g, char *buf, size_t size)
-{
-	char tail[4096] = "";
-
-	if (!g->parent) {
-		snprintf(buf, size, "/");
-		return;
-	}
-	for (; g->parent; g = g->parent) {
-		char joined[sizeof(tail)];
-
-		snprintf(joined, sizeof(joined), "/%s%s", g->name, tail);
-		memcpy(tail, joined, sizeof(tail));
-	}
-	snprintf(buf, size, "%s", tail);
-}
-
-static int print_limit(FILE *out, const char *name, uint64_t v)
-{
-	if (v == UZS_MAX)
-		return fprintf(out, "  %s max\n", name);
-	return fprintf(out, "  %s %llu\n", name, (unsigned long long)v);
-}
-
-static int print_group(FILE *out, struct uzs_group *g)
-{
-	struct uzs_group_stats st;
-	char path[4096];
-	int r;
-
-	group_figures(g, &st);
-	group_path(g, path, sizeof(path));
-	r = fprintf(out,
-		    "group %s\n  zswap %llu\n  zswapped %llu\n  zswap_incomp %llu\n"
-		    "  zswpin %llu\n  zswpout %llu\n  zswpwb %llu\n  memory.current %llu\n",
-		    path, (unsigned long long)st.zswap, (unsigned long long)st.zswapped,
-		    (unsigned long long)st.zswap_incomp, (unsigned long long)st.zswpin,
-		    (unsigned long long)st.zswpout, (unsigned long long)st.zswpwb,
-		    (unsigned long long)st.memory_current);
-	if (r >= 0)
-		r = print_limit(out, "memory.max", st.memory_max);
-	if (r >= 0)
-		r = print_limit(out, "memory.zswap.max", st.zswap_max);
-	if (r >= 0)
-		r = fprintf(out, "  memory.zswap.writeback %llu\n",
-			    (unsigned long long)st.zswap_writeback);
-	return r < 0 ? -EIO : 0;
-}
-
-int uzs_print_group_stats(struct uzs *uzs, FILE *out)
-{
-	unsigned count;
-	struct uzs_group **list;
-	int err = 0;
-
-	if (!uzs || !out)
-		return -EINVAL;
-	list = groups_within(&uzs->groups, uzs->groups.root, &count);
-	if (!list)
-		return -ENOMEM;
-	for (unsigned i = 0; i < count; i++) {
-		if (!err)
-			err = print_group(out, list[i]);
-		group_put(list[i]);
-	}
-	free(list);
-	return err;
 }
 
 /* ---- statistics ---- */

@@ -1,0 +1,81 @@
+/*
+ * engine — the instance and the engine's internals shared by its files: zswap.c (store,
+ * load, writeback, the worker), run.c (multi-page runs) and group_api.c (the groups'
+ * public calls and figures).
+ */
+#ifndef UZS_ENGINE_H
+#define UZS_ENGINE_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "compress.h"
+#include "entry.h"
+#include "group.h"
+#include "stats.h"
+#include "uzswap.h"
+
+#define PAGE UZS_PAGE_SIZE
+#define MAX_COMPRESSORS 64u
+
+struct uzs {
+	struct swapfile *sf;
+	struct tree *tree;
+	struct pool *pool;
+	struct groups groups;
+	struct stats *stats;
+
+	uint64_t pool_limit;   /* bytes */
+	uint64_t accept_bytes; /* a full pool takes stores again below this */
+	_Atomic bool pool_full;
+	bool exclusive_loads;
+	bool shrinker_enabled;
+
+	/* Append-only: stored entries name their compressor by index, so an entry made
+	 * before a switch still decompresses with its own. */
+	pthread_mutex_t comp_lock;
+	struct compressor comps[MAX_COMPRESSORS];
+	_Atomic unsigned nr_comps;
+	_Atomic unsigned cur_comp;
+
+	pthread_t worker;
+	pthread_mutex_t worker_lock;
+	pthread_cond_t worker_cond;
+	bool worker_wake, worker_stop; /* worker_lock */
+	_Atomic bool wake_pending;
+	_Atomic bool release_armed;	 /* empty pool pages wait for the worker */
+	struct timespec release_at;	 /* worker only: when to give them back */
+	_Atomic int test_pressure;	 /* -1: read /proc/meminfo; 0/1: tests say */
+};
+
+/* Per-thread buffer for compression output (COMP_DST_BYTES). */
+unsigned char *scratch(void);
+
+bool page_same_filled(const void *page, uint64_t *fill);
+void fill_page(void *page, uint64_t fill);
+
+/* The root's figures are the engine's; only groups below it count for themselves. */
+bool group_charged(const struct uzs_group *g);
+
+/* Add (sign 1) or take away (-1) an entry in the engine's and its group's figures. */
+void entry_count(struct uzs *uzs, const struct entry *e, int sign);
+/* Free an entry the caller owns: off its LRU, out of the pool, uncounted. */
+void entry_destroy(struct uzs *uzs, struct entry *e);
+/* Put an entry's page into page. -EIO when the compressed data is corrupt. */
+int entry_read(struct uzs *uzs, const struct entry *e, void *page);
+void entry_lru_add(struct entry *e);
+void entry_lru_demote(struct entry *e);
+
+/* Does the pool take stores (the limit with its hysteresis)? Counts and wakes if not. */
+bool pool_accepts(struct uzs *uzs);
+/* Write back up to nr entries of top's subtree, first's own first. */
+long reclaim_subtree(struct uzs *uzs, struct uzs_group *top, struct uzs_group *first, long nr);
+
+void release_slot(struct uzs *uzs, uint64_t slot);
+bool slot_live(uint32_t s);
+int invalid_slot(struct uzs *uzs);
+
+#endif

@@ -20,6 +20,9 @@ extern "C" {
 #define UZS_PAGE_SIZE 4096u
 /* A limit that is no limit ("max" in the kernel's files). */
 #define UZS_MAX UINT64_MAX
+/* Multi-page runs: 2^n pages, n < UZS_RUN_ORDERS, so at most UZS_RUN_MAX. */
+#define UZS_RUN_MAX 512u
+#define UZS_RUN_ORDERS 10
 /* Longest group name: one path component, printable, no '/'. */
 #define UZS_GROUP_NAME_MAX 63
 
@@ -81,6 +84,11 @@ struct uzs_stats {
 	uint64_t pool_compacted_bytes;        /* bytes given back by compaction */
 	uint64_t groups;                      /* live groups, the root included */
 	uint64_t groups_dying;                /* removed groups whose entries are still held */
+	uint64_t run_partial;                 /* run swap-ins refused: only part was cached */
+	/* per run size, like the kernel's per-size mTHP zswpout / zswpin: index n counts
+	 * runs of 2^n pages (index 0: single pages) stored in / loaded from the cache */
+	uint64_t zswpout_runs[UZS_RUN_ORDERS];
+	uint64_t zswpin_runs[UZS_RUN_ORDERS];
 };
 
 /* A group's figures. The first six are the kernel's memory.stat names and, like them,
@@ -123,6 +131,40 @@ int uzs_swap_out(struct uzs *uzs, struct uzs_group *group, const void *page, uzs
  * -EINVAL: the slot is not allocated. -EIO: the stored data is corrupt or the swap file
  * failed; the page is left untouched. */
 int uzs_swap_in(struct uzs *uzs, uzs_slot_t slot, void *page, unsigned flags);
+
+/* ---- multi-page runs, as the kernel swaps large folios ---- */
+
+/* Swap out nr contiguous pages (a power of two up to UZS_RUN_MAX) as one unit, into nr
+ * consecutive slots aligned to nr; *first names the first. All or nothing: if any page
+ * cannot be cached (limits, pool memory, compression), none is, and the whole run goes
+ * to the swap file in one write (or, with the group's writeback off, the call fails with
+ * -ENOSPC). -ENOSPC also when no aligned run of free slots is left: swap the pages out one
+ * by one instead. Each slot is then an ordinary slot: it can be swapped in, freed or
+ * duplicated alone, which splits the run. */
+int uzs_swap_out_run(struct uzs *uzs, struct uzs_group *group, const void *pages, unsigned nr,
+		     uzs_slot_t *first);
+
+/* Swap in the nr consecutive slots from first (nr ≤ UZS_RUN_MAX, all in one run) into
+ * pages, as uzs_swap_in does for one. If every page is in the cache, all are decompressed;
+ * if none is, the run is read from the swap file in one read; if only some are (a
+ * writeback or a free took part of it), -EIO and pages is not touched: never mixed data.
+ * The decision is made on one consistent snapshot of the run. */
+int uzs_swap_in_run(struct uzs *uzs, uzs_slot_t first, void *pages, unsigned nr, unsigned flags);
+
+/* How many of the nr slots from first have their page in the cache (nr: all, 0: none,
+ * between: a partial run). -EINVAL when a slot is not allocated or the range is not one
+ * run. The answer stays true until the caller acts on it provided that (1) the caller
+ * holds a reference on every slot (then no other holder's free or swap-in can drop a
+ * page: an exclusive load takes a page only from its sole holder), (2) none of its own
+ * threads swaps in or frees those slots meanwhile, and (3) writeback is held off the run
+ * with uzs_run_hold; without the hold, the shrink worker may move pages to the file at
+ * any moment. */
+int uzs_present(struct uzs *uzs, uzs_slot_t first, unsigned nr);
+
+/* Keep writeback off the nr slots from first until uzs_run_release; waits for a
+ * writeback already in flight on one of them. -EBUSY: a slot is already held. */
+int uzs_run_hold(struct uzs *uzs, uzs_slot_t first, unsigned nr);
+int uzs_run_release(struct uzs *uzs, uzs_slot_t first, unsigned nr);
 
 /* Drop one reference to a slot; at zero its page is freed. -EINVAL: not allocated
  * (double free). */

@@ -15,6 +15,7 @@
 #include "compress.h"
 #include "entry.h"
 #include "group.h"
+#include "spread.h"
 #include "stats.h"
 #include "uzswap.h"
 
@@ -27,6 +28,7 @@ struct uzs {
 	struct pool *pool;
 	struct groups groups;
 	struct stats *stats;
+	struct spread spread; /* helpers for long runs */
 
 	uint64_t pool_limit;   /* bytes */
 	uint64_t accept_bytes; /* a full pool takes stores again below this */
@@ -53,6 +55,7 @@ struct uzs {
 
 /* Per-thread buffer for compression output (COMP_DST_BYTES). */
 unsigned char *scratch(void);
+void scratch_thread_cleanup(void);
 
 bool page_same_filled(const void *page, uint64_t *fill);
 void fill_page(void *page, uint64_t fill);
@@ -67,6 +70,15 @@ void entry_destroy(struct uzs *uzs, struct entry *e);
 /* Put an entry's page into page. -EIO when the compressed data is corrupt. */
 int entry_read(struct uzs *uzs, const struct entry *e, void *page);
 void entry_lru_add(struct entry *e);
+void entry_lru_del(struct entry *e);
+/* Compress page into the scratch buffer; e says what to store (*src) and how long. */
+int compress_entry(struct uzs *uzs, const void *page, struct entry *e, const void **src);
+/* Charge g for bytes, writing back under a limit in the way first; -ENOSPC if no room. */
+int charge_group(struct uzs *uzs, struct uzs_group *g, uint64_t bytes);
+/* NULL means the root; -EINVAL another instance's group, -ENOENT a removed one. */
+int resolve_group(struct uzs *uzs, struct uzs_group **group);
+/* After pool_free: have empty pool pages given back soon. */
+void pool_freed(struct uzs *uzs);
 void entry_lru_demote(struct entry *e);
 
 /* Does the pool take stores (the limit with its hysteresis)? Counts and wakes if not. */

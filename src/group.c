@@ -93,14 +93,15 @@ static void group_free(struct uzs_group *g)
 	free(g);
 }
 
-void group_put(struct uzs_group *g)
+void group_put_many(struct uzs_group *g, int64_t n)
 {
-	while (g && atomic_fetch_sub_explicit(&g->c.refs, 1, memory_order_acq_rel) == 1) {
+	while (g && atomic_fetch_sub_explicit(&g->c.refs, n, memory_order_acq_rel) == n) {
 		struct uzs_group *parent = g->parent;
 
 		atomic_fetch_sub(&g->set->nr_dying, 1);
 		group_free(g);
 		g = parent; /* the child's reference on it */
+		n = 1;
 	}
 }
 

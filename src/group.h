@@ -84,11 +84,19 @@ int group_create(struct groups *gs, struct uzs_group *parent, const char *name,
 /* -EBUSY while it has live children; -EINVAL for the root or a removed group. */
 int group_remove(struct uzs_group *g);
 
+static inline void group_get_many(struct uzs_group *g, int64_t n)
+{
+	atomic_fetch_add_explicit(&g->c.refs, n, memory_order_relaxed);
+}
 static inline void group_get(struct uzs_group *g)
 {
-	atomic_fetch_add_explicit(&g->c.refs, 1, memory_order_relaxed);
+	group_get_many(g, 1);
 }
-void group_put(struct uzs_group *g);
+void group_put_many(struct uzs_group *g, int64_t n);
+static inline void group_put(struct uzs_group *g)
+{
+	group_put_many(g, 1);
+}
 
 /* Charge bytes to g and its ancestors. NULL when every limit holds; otherwise nothing is
  * charged and the lowest group whose zswap_max it would pass is returned. */

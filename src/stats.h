@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "swapfile.h"
+#include "uzswap.h"
 
 enum counter {
 	C_STORED_PAGES,
@@ -34,7 +35,10 @@ enum counter {
 	C_INVALID_SLOT,
 	C_NODATA_SLOT,
 	C_COMPACTED,
-	C_NR
+	C_RUN_PARTIAL,
+	C_ZSWPOUT_RUN,					/* + order: runs stored */
+	C_ZSWPIN_RUN = C_ZSWPOUT_RUN + UZS_RUN_ORDERS,	/* + order: runs loaded */
+	C_NR = C_ZSWPIN_RUN + UZS_RUN_ORDERS
 };
 
 #define STAT_SHARDS 16u

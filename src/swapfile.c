@@ -76,27 +76,29 @@ static void slot_released(struct swapfile *sf, uint64_t slot)
 	pthread_mutex_unlock(&sf->list_lock);
 }
 
-/* Trade the shard's cluster for one with free slots; false when there is none. */
+/* Trade the shard's cluster for one with free slots; false when there is none. The new
+ * one is taken before the old one goes back on the list, so a run that did not fit in
+ * the old one is not offered it again at once. */
 static bool shard_next_cluster(struct swapfile *sf, struct alloc_shard *sh)
 {
-	uint64_t c;
+	uint64_t c, old = sh->cluster;
 
 	pthread_mutex_lock(&sf->list_lock);
-	if (sh->cluster != NO_CLUSTER) {
-		struct cluster *old = &sf->clusters[sh->cluster];
-
-		old->current = false;
-		if (atomic_load(&old->nr_free) && !old->on_list)
-			cluster_push(sf, sh->cluster);
-		sh->cluster = NO_CLUSTER;
-	}
 	c = sf->list_head;
+	sh->cluster = NO_CLUSTER;
 	if (c != NO_CLUSTER) {
 		sf->list_head = sf->clusters[c].next;
 		sf->clusters[c].on_list = false;
 		sf->clusters[c].current = true;
 		sh->cluster = c;
 		sh->cursor = 0;
+	}
+	if (old != NO_CLUSTER) {
+		struct cluster *cl = &sf->clusters[old];
+
+		cl->current = false;
+		if (atomic_load(&cl->nr_free) && !cl->on_list)
+			cluster_push(sf, old);
 	}
 	pthread_mutex_unlock(&sf->list_lock);
 	return c != NO_CLUSTER;
@@ -124,6 +126,8 @@ static uint64_t shard_scan(struct swapfile *sf, struct alloc_shard *sh)
 	return 0;
 }
 
+static uint64_t scan_every_cluster(struct swapfile *sf, unsigned nr);
+
 uint64_t swapfile_alloc(struct swapfile *sf)
 {
 	struct alloc_shard *sh = &sf->shards[thread_shard() % NR_ALLOC_SHARDS];
@@ -138,7 +142,7 @@ uint64_t swapfile_alloc(struct swapfile *sf)
 			break;
 	}
 	pthread_mutex_unlock(&sh->lock);
-	return slot;
+	return slot ? slot : scan_every_cluster(sf, 1);
 }
 
 /* Claim the aligned window of nr slots at base, all or none. */
@@ -168,27 +172,49 @@ static bool window_free(struct swapfile *sf, uint64_t base, unsigned nr)
 	return true;
 }
 
-static uint64_t shard_scan_run(struct swapfile *sf, struct alloc_shard *sh, unsigned nr)
+/* An aligned window of nr free slots in cluster c, from slot offset start on; 0 if none.
+ * Safe on any cluster: every slot is claimed by compare-and-swap. */
+static uint64_t cluster_scan_run(struct swapfile *sf, uint64_t c, uint32_t start, unsigned nr)
 {
-	uint64_t base = sh->cluster * SLOTS_PER_CLUSTER;
+	uint64_t base = c * SLOTS_PER_CLUSTER;
 
-	if (atomic_load_explicit(&sf->clusters[sh->cluster].nr_free, memory_order_relaxed) < nr)
+	if (atomic_load_explicit(&sf->clusters[c].nr_free, memory_order_relaxed) < nr)
 		return 0;
 	for (uint32_t off = 0; off < SLOTS_PER_CLUSTER; off += nr) {
-		uint32_t idx = ((sh->cursor + nr - 1) / nr * nr + off) % SLOTS_PER_CLUSTER;
+		uint32_t idx = ((start + nr - 1) / nr * nr + off) % SLOTS_PER_CLUSTER;
 
 		if (!window_free(sf, base + idx, nr) || !claim_window(sf, base + idx, nr))
 			continue;
-		atomic_fetch_sub_explicit(&sf->clusters[sh->cluster].nr_free, nr,
-					  memory_order_relaxed);
-		sh->cursor = idx + nr;
+		atomic_fetch_sub_explicit(&sf->clusters[c].nr_free, nr, memory_order_relaxed);
 		return base + idx;
 	}
 	return 0;
 }
 
+static uint64_t shard_scan_run(struct swapfile *sf, struct alloc_shard *sh, unsigned nr)
+{
+	uint64_t first = cluster_scan_run(sf, sh->cluster, sh->cursor, nr);
+
+	if (first)
+		sh->cursor = (uint32_t)(first % SLOTS_PER_CLUSTER) + nr;
+	return first;
+}
+
+/* The free list ran dry: free slots may still sit in clusters other shards hold as their
+ * current one (threads that stopped swapping keep theirs). Look through every cluster. */
+static uint64_t scan_every_cluster(struct swapfile *sf, unsigned nr)
+{
+	for (uint64_t c = 0; c < sf->nr_clusters; c++) {
+		uint64_t first = cluster_scan_run(sf, c, 0, nr);
+
+		if (first)
+			return first;
+	}
+	return 0;
+}
+
 /* Fragmented clusters are passed over after this many: the caller can split the run. */
-#define RUN_CLUSTER_TRIES 8
+#define RUN_CLUSTER_TRIES 64
 
 uint64_t swapfile_alloc_run(struct swapfile *sf, unsigned nr)
 {
@@ -207,7 +233,7 @@ uint64_t swapfile_alloc_run(struct swapfile *sf, unsigned nr)
 			break;
 	}
 	pthread_mutex_unlock(&sh->lock);
-	return first;
+	return first ? first : scan_every_cluster(sf, nr);
 }
 
 /* ---- slot state ---- */
@@ -292,6 +318,28 @@ void slot_unpin(struct swapfile *sf, uint64_t slot)
 	} while (!atomic_compare_exchange_weak(&sf->map[slot], &s, n));
 	if (!n)
 		slot_released(sf, slot);
+}
+
+int slot_hold(struct swapfile *sf, uint64_t slot)
+{
+	uint32_t s = swapfile_state(sf, slot);
+
+	do {
+		if (!live(s))
+			return -EINVAL;
+		if (s & SLOT_HELD)
+			return -EBUSY;
+	} while (!atomic_compare_exchange_weak(&sf->map[slot], &s, s | SLOT_HELD));
+	return 0;
+}
+
+void slot_unhold(struct swapfile *sf, uint64_t slot)
+{
+	uint32_t s = swapfile_state(sf, slot);
+
+	/* only while held: a slot freed meanwhile is left as the free path left it */
+	while ((s & SLOT_HELD) && !atomic_compare_exchange_weak(&sf->map[slot], &s, s & ~SLOT_HELD))
+		;
 }
 
 void slot_set_flags(struct swapfile *sf, uint64_t slot, uint32_t flags)

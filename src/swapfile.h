@@ -55,6 +55,10 @@ void slot_finish_free(struct swapfile *sf, uint64_t slot);
 bool slot_pin(struct swapfile *sf, uint64_t slot);
 void slot_unpin(struct swapfile *sf, uint64_t slot);
 
+/* Set SLOT_HELD on a live slot: 0, -EINVAL (not live), -EBUSY (already held). */
+int slot_hold(struct swapfile *sf, uint64_t slot);
+void slot_unhold(struct swapfile *sf, uint64_t slot);
+
 void slot_set_flags(struct swapfile *sf, uint64_t slot, uint32_t flags);
 void slot_clear_flags(struct swapfile *sf, uint64_t slot, uint32_t flags);
 

@@ -11,6 +11,7 @@
 #include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -65,7 +66,7 @@ static unsigned char *writeback_page(void)
 	return buf ? buf + COMP_DST_BYTES : NULL;
 }
 
-static void scratch_cleanup(void)
+void scratch_thread_cleanup(void)
 {
 	if (!scratch_buf)
 		return;
@@ -85,7 +86,7 @@ void entry_lru_add(struct entry *e)
 	pthread_mutex_unlock(&l->lock);
 }
 
-static void entry_lru_del(struct entry *e)
+void entry_lru_del(struct entry *e)
 {
 	struct lru *l = group_lru_lock(e->group, e->lru_idx);
 
@@ -180,14 +181,19 @@ void entry_count(struct uzs *uzs, const struct entry *e, int sign)
 
 static void arm_release(struct uzs *uzs);
 
+void pool_freed(struct uzs *uzs)
+{
+	if (pool_empty_bytes(uzs->pool) &&
+	    !atomic_load_explicit(&uzs->release_armed, memory_order_relaxed))
+		arm_release(uzs);
+}
+
 void entry_destroy(struct uzs *uzs, struct entry *e)
 {
 	if (e->kind != ENTRY_SAME) {
 		entry_lru_del(e);
 		pool_free(uzs->pool, e->handle);
-		if (pool_empty_bytes(uzs->pool) &&
-		    !atomic_load_explicit(&uzs->release_armed, memory_order_relaxed))
-			arm_release(uzs);
+		pool_freed(uzs);
 	}
 	entry_count(uzs, e, -1);
 	if (group_charged(e->group))
@@ -568,7 +574,7 @@ static void *shrink_worker(void *arg)
 	}
 	pthread_mutex_unlock(&uzs->worker_lock);
 	comp_thread_cleanup();
-	scratch_cleanup();
+	scratch_thread_cleanup();
 	swapfile_thread_cleanup();
 	return NULL;
 }
@@ -578,8 +584,7 @@ static void *shrink_worker(void *arg)
 /* Compress page into the scratch buffer and say in e what to store and how long it is.
  * A page that does not compress is stored raw, so it keeps its LRU place, when the group
  * may write back; when it may not, the file is no fallback and the cache refuses it. */
-static int compress_entry(struct uzs *uzs, const void *page, struct entry *e,
-			  const void **src)
+int compress_entry(struct uzs *uzs, const void *page, struct entry *e, const void **src)
 {
 	unsigned comp = atomic_load_explicit(&uzs->cur_comp, memory_order_acquire);
 	unsigned char *buf = scratch();
@@ -611,12 +616,12 @@ static int compress_entry(struct uzs *uzs, const void *page, struct entry *e,
 /* Charge e's group. A zswap_max in the way first makes room by writing back the oldest
  * entries under the group that set it, the storing group's own first; the store goes
  * ahead only once the charge fits. */
-static int charge_entry(struct uzs *uzs, struct entry *e)
+int charge_group(struct uzs *uzs, struct uzs_group *g, uint64_t bytes)
 {
 	struct uzs_group *over;
 
-	while ((over = group_try_charge(e->group, e->length))) {
-		if (reclaim_subtree(uzs, over, e->group, 1) == 0) {
+	while ((over = group_try_charge(g, bytes))) {
+		if (reclaim_subtree(uzs, over, g, 1) == 0) {
 			stat_inc(uzs->stats, C_REJECT_RECLAIM_FAIL);
 			return -ENOSPC;
 		}
@@ -630,7 +635,7 @@ static int store_compressed(struct uzs *uzs, const void *page, struct entry *e)
 	int err = compress_entry(uzs, page, e, &src);
 
 	if (!err)
-		err = charge_entry(uzs, e);
+		err = charge_group(uzs, e->group, e->length);
 	if (err)
 		return err;
 	if (pool_store(uzs->pool, src, e->length, &e->handle)) {
@@ -673,6 +678,7 @@ static int zswap_store(struct uzs *uzs, struct uzs_group *group, uint64_t slot,
 	/* Counted before it is published: once on the LRU, writeback may free it at once. */
 	entry_count(uzs, e, 1);
 	stat_inc(uzs->stats, C_ZSWPOUT);
+	stat_inc(uzs->stats, C_ZSWPOUT_RUN);
 	GROUP_COUNT(group, c.zswpout, 1);
 	tree_insert(uzs->tree, e); /* a freshly allocated slot: always empty */
 	if (e->kind != ENTRY_SAME)
@@ -686,6 +692,17 @@ void release_slot(struct uzs *uzs, uint64_t slot)
 		slot_finish_free(uzs->sf, slot);
 }
 
+int resolve_group(struct uzs *uzs, struct uzs_group **group)
+{
+	if (!*group)
+		*group = uzs->groups.root;
+	if ((*group)->set != &uzs->groups)
+		return -EINVAL;
+	if (atomic_load_explicit(&(*group)->removed, memory_order_relaxed))
+		return -ENOENT;
+	return 0;
+}
+
 int uzs_swap_out(struct uzs *uzs, struct uzs_group *group, const void *page, uzs_slot_t *out)
 {
 	uint64_t slot;
@@ -693,12 +710,9 @@ int uzs_swap_out(struct uzs *uzs, struct uzs_group *group, const void *page, uzs
 
 	if (!uzs || !page || !out)
 		return -EINVAL;
-	if (!group)
-		group = uzs->groups.root;
-	if (group->set != &uzs->groups)
-		return -EINVAL;
-	if (atomic_load_explicit(&group->removed, memory_order_relaxed))
-		return -ENOENT;
+	err = resolve_group(uzs, &group);
+	if (err)
+		return err;
 	slot = swapfile_alloc(uzs->sf);
 	if (!slot)
 		return -ENOSPC;
@@ -756,6 +770,7 @@ static int load_cached(struct uzs *uzs, uint64_t slot, void *page, bool take)
 	if (err)
 		return err;
 	stat_inc(uzs->stats, C_ZSWPIN);
+	stat_inc(uzs->stats, C_ZSWPIN_RUN);
 	return 1;
 }
 
@@ -945,6 +960,7 @@ static void close_parts(struct uzs *uzs)
 	swapfile_close(uzs->sf);
 	free(uzs->stats);
 	groups_destroy(&uzs->groups);
+	spread_destroy(&uzs->spread);
 	pthread_mutex_destroy(&uzs->comp_lock);
 	pthread_mutex_destroy(&uzs->worker_lock);
 	pthread_cond_destroy(&uzs->worker_cond);
@@ -981,6 +997,7 @@ int uzs_open(const struct uzs_config *c, struct uzs **out)
 	uzs->comps[0] = comp;
 	atomic_init(&uzs->nr_comps, 1);
 	atomic_init(&uzs->test_pressure, -1);
+	spread_init(&uzs->spread);
 	err = groups_init(&uzs->groups, uzs);
 	if (!err)
 		err = config_limits(uzs, c);
@@ -1014,7 +1031,7 @@ void uzs_close(struct uzs *uzs)
 	close_parts(uzs);
 	/* The caller's thread-local contexts; they are made again if it opens another. */
 	comp_thread_cleanup();
-	scratch_cleanup();
+	scratch_thread_cleanup();
 	swapfile_thread_cleanup();
 }
 
@@ -1052,6 +1069,22 @@ void uzs_get_stats(struct uzs *uzs, struct uzs_stats *st)
 	st->pool_compacted_bytes = stat_read(s, C_COMPACTED);
 	st->groups = (uint64_t)atomic_load(&uzs->groups.nr_live);
 	st->groups_dying = (uint64_t)atomic_load(&uzs->groups.nr_dying);
+	st->run_partial = stat_read(s, C_RUN_PARTIAL);
+	for (int order = 0; order < UZS_RUN_ORDERS; order++) {
+		st->zswpout_runs[order] = stat_read(s, C_ZSWPOUT_RUN + order);
+		st->zswpin_runs[order] = stat_read(s, C_ZSWPIN_RUN + order);
+	}
+}
+
+/* Per run size, named after the size as the kernel's hugepages-<size>kB directories are. */
+static int print_run_stats(const struct uzs_stats *st, FILE *out)
+{
+	for (int order = 0; order < UZS_RUN_ORDERS; order++)
+		if (fprintf(out, "zswpout_run_%ukB %llu\nzswpin_run_%ukB %llu\n",
+			    (PAGE << order) / 1024, (unsigned long long)st->zswpout_runs[order],
+			    (PAGE << order) / 1024, (unsigned long long)st->zswpin_runs[order]) < 0)
+			return -EIO;
+	return 0;
 }
 
 int uzs_print_stats(struct uzs *uzs, FILE *out)
@@ -1065,9 +1098,10 @@ int uzs_print_stats(struct uzs *uzs, FILE *out)
 		"reject_kmemcache_fail", "decompress_fail", "zswpin", "zswpout", "zswpwb",
 		"pswpin", "pswpout", "swap_slots_used", "swap_slots_total", "compressed_bytes",
 		"writeback_fail", "swap_io_fail", "invalid_slot", "nodata_slot",
-		"pool_compacted_bytes", "groups", "groups_dying",
+		"pool_compacted_bytes", "groups", "groups_dying", "run_partial",
 	};
-	_Static_assert(sizeof(names) / sizeof(names[0]) == sizeof(st) / sizeof(uint64_t),
+	_Static_assert(sizeof(names) / sizeof(names[0]) ==
+			       offsetof(struct uzs_stats, zswpout_runs) / sizeof(uint64_t),
 		       "every statistic has a name");
 
 	if (!uzs || !out)
@@ -1076,7 +1110,7 @@ int uzs_print_stats(struct uzs *uzs, FILE *out)
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
 		if (fprintf(out, "%s %llu\n", names[i], (unsigned long long)v[i]) < 0)
 			return -EIO;
-	return 0;
+	return print_run_stats(&st, out);
 }
 
 /* ---- test hooks ---- */

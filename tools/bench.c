@@ -11,6 +11,7 @@
 #include <lz4.h>
 #include <lzo/lzo1x.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +35,7 @@ struct bench_opts {
 	const char *swapfile;
 	int json;
 	int groups;	  /* 0: every page in the root; N: page i in group i % N */
+	unsigned run_pages; /* pages per swap-out and swap-in call (1: single pages) */
 	int group_stats;  /* print every group's figures after the run */
 };
 
@@ -291,12 +293,59 @@ struct bench {
 	uzs_slot_t *slots;
 	struct uzs *uzs;
 	struct uzs_group **groups; /* o->groups of them, or NULL */
+	_Atomic size_t split_runs; /* runs loaded page by page: part was written back */
 	enum phase phase;
 	pthread_barrier_t start;
 };
 
+static struct uzs_group *group_of(struct bench *b, size_t page)
+{
+	return b->groups ? b->groups[page % b->o->groups] : NULL;
+}
+
+/* Store or load pages [i, i + n) as one run (n a power of two) or one by one. */
+static int engine_call(struct bench *b, size_t i, unsigned n)
+{
+	unsigned char *page = b->in->data + i * PAGE, *out = b->out + i * PAGE;
+
+	if (b->phase == STORE)
+		return n > 1 ? uzs_swap_out_run(b->uzs, group_of(b, i), page, n, &b->slots[i])
+			     : uzs_swap_out(b->uzs, group_of(b, i), page, &b->slots[i]);
+	return n > 1 ? uzs_swap_in_run(b->uzs, b->slots[i], out, n, UZS_SWAPIN_FREE)
+		     : uzs_swap_in(b->uzs, b->slots[i], out, UZS_SWAPIN_FREE);
+}
+
+/* The engine phases in runs of o->run_pages; the tail that does not fill a run, and a
+ * run the engine could not load whole (part of it was written back), page by page. */
+static int run_engine_range(struct bench *b, struct worker *w)
+{
+	size_t end = w->first + w->nr, i = w->first;
+	unsigned n = b->o->run_pages;
+
+	while (i < end) {
+		unsigned len = i + n <= end ? n : 1;
+		int err = engine_call(b, i, len);
+
+		if (err == -EIO && len > 1 && b->phase == LOAD) {
+			for (unsigned k = 0; k < len && !err; k++)
+				err = engine_call(b, i + k, 1);
+			if (!err)
+				b->split_runs++;
+		}
+		if (err)
+			return err;
+		if (b->phase == STORE)
+			for (unsigned k = 1; k < len; k++)
+				b->slots[i + k] = b->slots[i] + k;
+		i += len;
+	}
+	return 0;
+}
+
 static int run_range(struct bench *b, struct worker *w, struct raw_ctx *raw)
 {
+	if (b->phase == STORE || b->phase == LOAD)
+		return run_engine_range(b, w);
 	for (size_t i = w->first; i < w->first + w->nr; i++) {
 		unsigned char *page = b->in->data + i * PAGE, *out = b->out + i * PAGE;
 		unsigned char *cbuf = b->raw_buf + i * COMP_DST_BYTES;
@@ -309,12 +358,7 @@ static int run_range(struct bench *b, struct worker *w, struct raw_ctx *raw)
 		case RAW_DECOMPRESS:
 			raw_decompress(raw, cbuf, b->raw_len[i], out);
 			break;
-		case STORE:
-			err = uzs_swap_out(b->uzs, b->groups ? b->groups[i % b->o->groups] : NULL,
-					   page, &b->slots[i]);
-			break;
-		case LOAD:
-			err = uzs_swap_in(b->uzs, b->slots[i], out, UZS_SWAPIN_FREE);
+		default:
 			break;
 		}
 		if (err)
@@ -347,13 +391,15 @@ static int run_phase(struct bench *b, enum phase phase, double *wall_us, double 
 {
 	int n = b->o->threads, err = 0;
 	struct worker w[n];
-	size_t per = b->in->nr / (size_t)n, extra = b->in->nr % (size_t)n, next = 0;
+	/* whole runs to each thread; the last takes what is left */
+	size_t per = b->in->nr / (size_t)n / b->o->run_pages * b->o->run_pages, next = 0;
 	double t0;
 
 	b->phase = phase;
 	pthread_barrier_init(&b->start, NULL, (unsigned)n + 1);
 	for (int i = 0; i < n; i++) {
-		w[i] = (struct worker){ .b = b, .first = next, .nr = per + ((size_t)i < extra) };
+		w[i] = (struct worker){ .b = b, .first = next,
+					.nr = i == n - 1 ? b->in->nr - next : per };
 		next += w[i].nr;
 		pthread_create(&w[i].thread, NULL, worker_main, &w[i]);
 	}
@@ -374,10 +420,11 @@ static int run_phase(struct bench *b, enum phase phase, double *wall_us, double 
 /* ---- report ---- */
 
 struct result {
-	size_t pages, mismatches;
+	size_t pages, mismatches, split_runs;
 	double ratio, pool_efficiency;
 	uint64_t pool_bytes, compressed_bytes, written_back;
 	double store_us, load_us, raw_compress_us, raw_decompress_us, store_mbps, load_mbps;
+	double single_store_us, single_load_us; /* with --run-pages N > 1: N = 1, same run */
 };
 
 static void report(const struct bench_opts *o, const struct result *r, struct uzs *uzs)
@@ -388,20 +435,25 @@ static void report(const struct bench_opts *o, const struct result *r, struct uz
 		       "\"store_us\": %.3f, \"load_us\": %.3f, \"raw_compress_us\": %.3f, "
 		       "\"raw_decompress_us\": %.3f, \"store_mbps\": %.1f, \"load_mbps\": %.1f, "
 		       "\"written_back_pages\": %llu, \"mismatches\": %zu, \"threads\": %d, "
-		       "\"groups\": %d, \"compressor\": \"%s\"}\n",
+		       "\"groups\": %d, \"run_pages\": %u, \"split_runs\": %zu, "
+		       "\"single_store_us\": %.3f, \"single_load_us\": %.3f, "
+		       "\"compressor\": \"%s\"}\n",
 		       r->pages, r->ratio, (unsigned long long)r->pool_bytes,
 		       (unsigned long long)r->compressed_bytes, r->pool_efficiency, r->store_us,
 		       r->load_us, r->raw_compress_us, r->raw_decompress_us, r->store_mbps,
 		       r->load_mbps, (unsigned long long)r->written_back, r->mismatches,
-		       o->threads, o->groups, o->compressor);
+		       o->threads, o->groups, o->run_pages, r->split_runs, r->single_store_us,
+		       r->single_load_us, o->compressor);
 		return;
 	}
 	printf("pages %zu\nratio %.3f\npool_bytes %llu\npool_efficiency %.4f\n"
 	       "store_us %.3f\nload_us %.3f\nraw_compress_us %.3f\nraw_decompress_us %.3f\n"
-	       "store_mbps %.1f\nload_mbps %.1f\nwritten_back_pages %llu\nmismatches %zu\n",
+	       "store_mbps %.1f\nload_mbps %.1f\nwritten_back_pages %llu\nmismatches %zu\n"
+	       "run_pages %u\nsplit_runs %zu\nsingle_store_us %.3f\nsingle_load_us %.3f\n",
 	       r->pages, r->ratio, (unsigned long long)r->pool_bytes, r->pool_efficiency,
 	       r->store_us, r->load_us, r->raw_compress_us, r->raw_decompress_us, r->store_mbps,
-	       r->load_mbps, (unsigned long long)r->written_back, r->mismatches);
+	       r->load_mbps, (unsigned long long)r->written_back, r->mismatches, o->run_pages,
+	       r->split_runs, r->single_store_us, r->single_load_us);
 	printf("# engine statistics after the run\n");
 	uzs_print_stats(uzs, stdout);
 	if (o->group_stats) {
@@ -465,6 +517,40 @@ static int create_groups(struct bench *b)
 	return 0;
 }
 
+/* One store and load cycle of single pages; *store_us, *load_us per page. */
+static int single_page_cycle(struct bench *b, double *store_us, double *load_us)
+{
+	unsigned run_pages = b->o->run_pages;
+	double wall, busy;
+	int err;
+
+	b->o->run_pages = 1;
+	err = run_phase(b, STORE, &wall, &busy);
+	*store_us = busy / b->in->nr;
+	if (!err)
+		err = run_phase(b, LOAD, &wall, &busy);
+	*load_us = busy / b->in->nr;
+	b->o->run_pages = run_pages;
+	for (size_t i = 0; !err && i < b->in->nr; i++)
+		if (memcmp(b->in->data + i * PAGE, b->out + i * PAGE, PAGE))
+			err = -EIO;
+	return err;
+}
+
+/* With runs, the same pages one by one first, in the same process, so that the runs'
+ * figures are a ratio to the single pages' (after an untimed cycle warms the pool up). */
+static int single_page_baseline(struct bench *b, struct result *r)
+{
+	double s, l;
+	int err = single_page_cycle(b, &s, &l);
+
+	if (!err)
+		err = single_page_cycle(b, &r->single_store_us, &r->single_load_us);
+	if (err)
+		return die("single-page cycle failed: %s", strerror(-err));
+	return 0;
+}
+
 static int bench_run(struct bench_opts *o, struct pages *in)
 {
 	struct bench b = { .o = o, .in = in };
@@ -494,6 +580,8 @@ static int bench_run(struct bench_opts *o, struct pages *in)
 	r.raw_compress_us = busy / in->nr;
 	run_phase(&b, RAW_DECOMPRESS, &wall, &busy);
 	r.raw_decompress_us = busy / in->nr;
+	if (o->run_pages > 1 && (err = single_page_baseline(&b, &r)))
+		goto out;
 	if ((err = run_phase(&b, STORE, &wall, &busy))) {
 		err = die("swap-out failed: %s", strerror(-err));
 		goto out;
@@ -515,6 +603,7 @@ static int bench_run(struct bench_opts *o, struct pages *in)
 
 		uzs_get_stats(b.uzs, &st);
 		r.written_back = st.written_back_pages;
+		r.split_runs = b.split_runs;
 	}
 	report(o, &r, b.uzs);
 	err = r.mismatches ? die("%zu pages came back different", r.mismatches) : 0;
@@ -532,7 +621,7 @@ static void bench_usage(FILE *out)
 {
 	fputs("usage: uzswap bench [--pages FILE] [--compressor NAME[:LEVEL]] [--threads N]\n"
 	      "                    [--pool-limit BYTES] [--swapfile PATH] [--groups N]\n"
-	      "                    [--group-stats] [--json]\n"
+	      "                    [--group-stats] [--run-pages N] [--json]\n"
 	      "\n"
 	      "Swaps every page of FILE out through the engine and back in, verifies every\n"
 	      "byte, and reports: pages, ratio, pool_bytes, pool_efficiency, store_us, load_us,\n"
@@ -549,6 +638,10 @@ static void bench_usage(FILE *out)
 	      "  --groups N          spread the pages over N groups under the root, page i in\n"
 	      "                      group i % N (default 0: all in the root)\n"
 	      "  --group-stats       print every group's figures after the run\n"
+	      "  --run-pages N       swap pages out and in as runs of N (a power of two up to\n"
+	      "                      512, as large folios); store_us and load_us stay per page.\n"
+	      "                      A run part of which was written back is loaded page by\n"
+	      "                      page (split_runs counts them)\n"
 	      "  --json              one JSON object instead of name-value lines\n"
 	      "Exit status: 0 all pages intact, 1 an error or any mismatch, 2 bad usage.\n",
 	      out);
@@ -561,13 +654,14 @@ static int parse_bench_opts(int argc, char **argv, struct bench_opts *o)
 		{ "threads", required_argument, NULL, 't' }, { "pool-limit", required_argument, NULL, 'l' },
 		{ "swapfile", required_argument, NULL, 's' }, { "json", no_argument, NULL, 'j' },
 		{ "groups", required_argument, NULL, 'g' }, { "group-stats", no_argument, NULL, 'G' },
+		{ "run-pages", required_argument, NULL, 'r' },
 		{ "help", no_argument, NULL, 'h' },	     { NULL, 0, NULL, 0 }
 	};
 	struct compressor probe;
 	char *end;
 	int opt;
 
-	*o = (struct bench_opts){ .compressor = "lz4", .threads = 1 };
+	*o = (struct bench_opts){ .compressor = "lz4", .threads = 1, .run_pages = 1 };
 	while ((opt = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 'p': o->pages_path = optarg; break;
@@ -575,6 +669,15 @@ static int parse_bench_opts(int argc, char **argv, struct bench_opts *o)
 		case 's': o->swapfile = optarg; break;
 		case 'j': o->json = 1; break;
 		case 'G': o->group_stats = 1; break;
+		case 'r': {
+			long v = strtol(optarg, &end, 10);
+
+			if (*end || !*optarg || v < 1 || v > UZS_RUN_MAX || (v & (v - 1)))
+				return die_usage("--run-pages wants a power of two from 1 to %u, not '%s'",
+						 UZS_RUN_MAX, optarg);
+			o->run_pages = (unsigned)v;
+			break;
+		}
 		case 'g':
 			o->groups = (int)strtol(optarg, &end, 10);
 			if (*end || !*optarg || o->groups < 0 || o->groups > 1000000)

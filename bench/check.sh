@@ -57,3 +57,15 @@ printf 'load_us 1000 groups / 1 group  %s (target <= 1.10)   rounds: %s\n' \
 	"$(printf '%s\n' "${g_load[@]}" | median)" "${g_load[*]}"
 printf '  normalized by raw library time: store %s, load %s\n' \
 	"$(printf '%s\n' "${g_store_n[@]}" | median)" "$(printf '%s\n' "${g_load_n[@]}" | median)"
+# Runs (issue 4): per-page cost of runs of 16 against single pages, same process.
+r_store=() r_load=()
+for ((r = 0; r < rounds; r++)); do
+	run=$($uz bench --compressor lz4 --run-pages 16 --json)
+	r_store+=("$(awk -v a="$(field store_us "$run")" -v b="$(field single_store_us "$run")" 'BEGIN{printf "%.3f", a/b}')")
+	r_load+=("$(awk -v a="$(field load_us "$run")" -v b="$(field single_load_us "$run")" 'BEGIN{printf "%.3f", a/b}')")
+done
+echo "lz4, corpus, runs of 16: $run"
+printf 'store_us runs of 16 / single   %s (target <= 0.85)   rounds: %s\n' \
+	"$(printf '%s\n' "${r_store[@]}" | median)" "${r_store[*]}"
+printf 'load_us runs of 16 / single    %s (target <= 0.85)   rounds: %s\n' \
+	"$(printf '%s\n' "${r_load[@]}" | median)" "${r_load[*]}"

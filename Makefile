@@ -38,7 +38,7 @@ $(BUILD)/libuzswap.a: $(LIB_OBJ)
 $(BUILD)/uzswap: $(TOOL_OBJ) $(BUILD)/libuzswap.a
 	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 
-$(BUILD)/test_%: tests/test_%.c tests/check.h $(BUILD)/libuzswap.a
+$(BUILD)/test_%: tests/test_%.c $(wildcard tests/*.h) $(BUILD)/libuzswap.a
 	$(CC) $(CFLAGS) $(LDFLAGS) $< $(BUILD)/libuzswap.a -o $@ $(LDLIBS)
 
 # The README's example must keep compiling.

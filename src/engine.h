@@ -55,7 +55,8 @@ struct uzs {
 
 /* Per-thread buffer for compression output (COMP_DST_BYTES). */
 unsigned char *scratch(void);
-void scratch_thread_cleanup(void);
+/* Free the calling thread's compressor contexts and buffers (threads the engine ends). */
+void engine_thread_cleanup(void);
 
 bool page_same_filled(const void *page, uint64_t *fill);
 void fill_page(void *page, uint64_t fill);

@@ -296,7 +296,7 @@ struct lru *group_lru_lock(struct uzs_group *g, unsigned idx)
 	}
 }
 
-uint64_t group_lru_size(struct uzs_group *g)
+uint64_t group_lru_size(const struct uzs_group *g)
 {
 	uint64_t nr = 0;
 

@@ -120,7 +120,7 @@ static inline void group_count(struct uzs_group *g, size_t offset, int64_t n)
 unsigned group_lru_index(struct groups *gs);
 /* Lock and return the list that holds (or should hold) the entry at index idx of g. */
 struct lru *group_lru_lock(struct uzs_group *g, unsigned idx);
-uint64_t group_lru_size(struct uzs_group *g);
+uint64_t group_lru_size(const struct uzs_group *g);
 
 /* The next live group after the shrink cursor, with a reference; moves the cursor. */
 struct uzs_group *groups_next_shrink(struct groups *gs);

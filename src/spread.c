@@ -1,12 +1,9 @@
 #define _GNU_SOURCE
 #include "spread.h"
 
-#include <sched.h>
 #include <time.h>
 #include <unistd.h>
 
-#include "compress.h"
-#include "swapfile.h"
 
 /* How long an idle helper keeps watching for the next job before it sleeps. */
 #define SPIN_NS 50000L
@@ -18,9 +15,6 @@ struct spread_job {
 	_Atomic unsigned next;
 	_Atomic unsigned done;
 };
-
-/* Per-thread buffers of the engine, freed when a helper ends. */
-void scratch_thread_cleanup(void);
 
 static void work_on(struct spread_job *job)
 {
@@ -85,14 +79,13 @@ static void *helper_main(void *arg)
 			work_on(job);
 		atomic_fetch_sub(&sp->helpers_in, 1);
 	}
-	comp_thread_cleanup();
-	scratch_thread_cleanup();
-	swapfile_thread_cleanup();
+	sp->thread_exit();
 	return NULL;
 }
 
-void spread_init(struct spread *sp)
+void spread_init(struct spread *sp, void (*thread_exit)(void))
 {
+	sp->thread_exit = thread_exit;
 	pthread_mutex_init(&sp->lock, NULL);
 	pthread_cond_init(&sp->wake, NULL);
 	sp->nr_helpers = 0;

@@ -25,9 +25,10 @@ struct spread {
 	_Atomic unsigned gen;	/* bumped for each job */
 	_Atomic(struct spread_job *) job;
 	_Atomic unsigned helpers_in; /* helpers that may still look at the job */
+	void (*thread_exit)(void);   /* frees a helper's per-thread state as it ends */
 };
 
-void spread_init(struct spread *sp);
+void spread_init(struct spread *sp, void (*thread_exit)(void));
 void spread_destroy(struct spread *sp);
 
 /* Call fn(arg, i) for every i < nr, on the caller and, when nr reaches min_nr and the

@@ -66,13 +66,20 @@ static unsigned char *writeback_page(void)
 	return buf ? buf + COMP_DST_BYTES : NULL;
 }
 
-void scratch_thread_cleanup(void)
+static void scratch_thread_cleanup(void)
 {
 	if (!scratch_buf)
 		return;
 	pthread_setspecific(scratch_key, NULL);
 	free(scratch_buf);
 	scratch_buf = NULL;
+}
+
+void engine_thread_cleanup(void)
+{
+	comp_thread_cleanup();
+	scratch_thread_cleanup();
+	swapfile_thread_cleanup();
 }
 
 /* ---- entries ---- */
@@ -357,7 +364,7 @@ static int writeback_from_group(struct uzs *uzs, struct uzs_group *g)
 
 static bool reclaimable(const struct uzs_group *g)
 {
-	return group_writeback_enabled(g) && group_lru_size((struct uzs_group *)g);
+	return group_writeback_enabled(g) && group_lru_size(g);
 }
 
 /* Up to nr entries of one group; stops at its first failure. */
@@ -573,9 +580,7 @@ static void *shrink_worker(void *arg)
 		pthread_mutex_lock(&uzs->worker_lock);
 	}
 	pthread_mutex_unlock(&uzs->worker_lock);
-	comp_thread_cleanup();
-	scratch_thread_cleanup();
-	swapfile_thread_cleanup();
+	engine_thread_cleanup();
 	return NULL;
 }
 
@@ -997,7 +1002,7 @@ int uzs_open(const struct uzs_config *c, struct uzs **out)
 	uzs->comps[0] = comp;
 	atomic_init(&uzs->nr_comps, 1);
 	atomic_init(&uzs->test_pressure, -1);
-	spread_init(&uzs->spread);
+	spread_init(&uzs->spread, engine_thread_cleanup);
 	err = groups_init(&uzs->groups, uzs);
 	if (!err)
 		err = config_limits(uzs, c);
@@ -1030,9 +1035,7 @@ void uzs_close(struct uzs *uzs)
 	tree_for_each(uzs->tree, destroy_indexed, uzs);
 	close_parts(uzs);
 	/* The caller's thread-local contexts; they are made again if it opens another. */
-	comp_thread_cleanup();
-	scratch_thread_cleanup();
-	swapfile_thread_cleanup();
+	engine_thread_cleanup();
 }
 
 /* ---- statistics ---- */

@@ -12,6 +12,7 @@
 
 #include "check.h"
 #include "corpus.h"
+#include "helpers.h"
 #include "uzswap.h"
 #include "zswap.h"
 
@@ -19,19 +20,6 @@
 
 static unsigned char *corpus;
 static size_t corpus_pages;
-
-static struct uzs *open_pool(uint64_t pool_limit)
-{
-	struct uzs_config c;
-	struct uzs *uzs = NULL;
-
-	uzs_config_init(&c);
-	c.compressor = "lz4";
-	c.max_pool_bytes = pool_limit;
-	c.swapfile_bytes = 256ull << 20;
-	CHECK_EQ(uzs_open(&c, &uzs), 0);
-	return uzs;
-}
 
 static struct uzs_group *new_group(struct uzs *uzs, struct uzs_group *parent, const char *name)
 {
@@ -50,28 +38,9 @@ static struct uzs_group_stats gstats(struct uzs_group *g)
 	return st;
 }
 
-static struct uzs_stats estats(struct uzs *uzs)
-{
-	struct uzs_stats st;
-
-	uzs_get_stats(uzs, &st);
-	return st;
-}
-
 static const unsigned char *corpus_page(size_t i)
 {
 	return corpus + (i % corpus_pages) * PAGE;
-}
-
-static void random_page(unsigned char *p, uint64_t seed)
-{
-	seed = seed * 0x9e3779b97f4a7c15ull + 1;
-	for (unsigned i = 0; i < PAGE; i += 8) {
-		seed ^= seed << 13;
-		seed ^= seed >> 7;
-		seed ^= seed << 17;
-		memcpy(p + i, &seed, 8);
-	}
 }
 
 /* Swap out corpus pages first..first+n-1 into g; every swap-out must succeed. */
@@ -95,22 +64,6 @@ static size_t load_corpus(struct uzs *uzs, const uzs_slot_t *slots, size_t first
 	}
 	free(page);
 	return bad;
-}
-
-/* Wait for the shrink worker to finish what it was doing (a writeback in flight holds its
- * entry until its write completes): until the engine's figures stop moving. */
-static void settle(struct uzs *uzs)
-{
-	struct uzs_stats a = estats(uzs), b;
-
-	for (int i = 0; i < 200; i++) {
-		usleep(10000);
-		b = estats(uzs);
-		if (a.stored_pages == b.stored_pages && a.written_back_pages == b.written_back_pages &&
-		    a.compressed_bytes == b.compressed_bytes)
-			return;
-		a = b;
-	}
 }
 
 /* ---- the kernel's selftests ---- */
@@ -225,7 +178,7 @@ static void writeback_after_cut(struct uzs *uzs, struct uzs_group *g, struct uzs
 		else
 			refused += r == -ENOSPC;
 	}
-	settle(uzs);
+	settled(uzs);
 	if (!wb_group) {
 		CHECK(gstats(g).zswpwb > 0);
 		CHECK(gstats(g).zswap <= usage / 4);
@@ -292,7 +245,7 @@ static void test_no_invasive_cgroup_shrink(void)
 	quiet_usage = gstats(quiet).zswap;
 	CHECK_EQ(uzs_group_set_zswap_max(noisy, 256 << 10), 0);
 	store_corpus(uzs, noisy, ns, n, many);
-	settle(uzs);
+	settled(uzs);
 	CHECK(gstats(noisy).zswpwb > 0);
 	CHECK(gstats(noisy).zswap <= 256 << 10);
 	CHECK_EQ(gstats(quiet).zswpwb, 0);
@@ -359,7 +312,7 @@ static void test_parent_limit_covers_children(void)
 	store_corpus(uzs, a, sa, 0, n);
 	CHECK(gstats(p).zswap <= limit);
 	store_corpus(uzs, b, sb, n, n);
-	settle(uzs);
+	settled(uzs);
 	CHECK(gstats(p).zswap <= limit);
 	CHECK(gstats(a).zswpwb > 0);
 	CHECK_EQ(gstats(p).zswpwb, gstats(a).zswpwb + gstats(b).zswpwb);
@@ -540,7 +493,7 @@ static void test_group_stats_add_up(void)
 		random_page(page, i);
 		CHECK_EQ(uzs_swap_out(uzs, all[2], page, &slots[4 * n + i]), 0);
 	}
-	settle(uzs);
+	settled(uzs);
 	check_sums(uzs, all, 5);
 	CHECK_EQ(uzs_print_group_stats(uzs, out), 0);
 	rewind(out);
@@ -550,7 +503,7 @@ static void test_group_stats_add_up(void)
 	fclose(out);
 	for (size_t i = 0; i < 4 * n + 10; i++)
 		CHECK_EQ(uzs_free(uzs, slots[i]), 0);
-	settle(uzs);
+	settled(uzs);
 	for (int i = 0; i < 5; i++) {
 		CHECK_EQ(gstats(all[i]).zswap, 0);
 		CHECK_EQ(gstats(all[i]).zswapped, 0);
@@ -658,7 +611,7 @@ static void test_charges_exact_under_stress(void)
 		bad += ctx[t].bad;
 	}
 	CHECK_EQ(bad, 0);
-	settle(uzs);
+	settled(uzs);
 	check_sums(uzs, all, 2);
 	CHECK_EQ(estats(uzs).groups, 2);
 	for (int t = 0; t < STRESS_THREADS; t++) {
@@ -666,7 +619,7 @@ static void test_charges_exact_under_stress(void)
 			CHECK_EQ(uzs_free(uzs, ctx[t].orphans[i]), 0);
 		free(ctx[t].orphans);
 	}
-	settle(uzs);
+	settled(uzs);
 	CHECK_EQ(estats(uzs).stored_pages, 0);
 	CHECK_EQ(estats(uzs).swap_slots_used, 0);
 	CHECK_EQ(estats(uzs).groups_dying, 0);

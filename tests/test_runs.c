@@ -4,12 +4,14 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "check.h"
 #include "corpus.h"
+#include "helpers.h"
 #include "uzswap.h"
 #include "zswap.h"
 
@@ -17,53 +19,6 @@
 
 static unsigned char *corpus;
 static size_t corpus_pages;
-
-static struct uzs *open_pool(uint64_t pool_limit)
-{
-	struct uzs_config c;
-	struct uzs *uzs = NULL;
-
-	uzs_config_init(&c);
-	c.compressor = "lz4";
-	c.max_pool_bytes = pool_limit;
-	c.swapfile_bytes = 256ull << 20;
-	CHECK_EQ(uzs_open(&c, &uzs), 0);
-	return uzs;
-}
-
-static struct uzs_stats estats(struct uzs *uzs)
-{
-	struct uzs_stats st;
-
-	uzs_get_stats(uzs, &st);
-	return st;
-}
-
-/* Until the shrink worker has finished what it was doing. */
-static struct uzs_stats settled(struct uzs *uzs)
-{
-	struct uzs_stats a = estats(uzs), b;
-
-	for (int i = 0; i < 200; i++) {
-		usleep(10000);
-		b = estats(uzs);
-		if (a.stored_pages == b.stored_pages && a.written_back_pages == b.written_back_pages)
-			return b;
-		a = b;
-	}
-	return a;
-}
-
-static void random_page(unsigned char *p, uint64_t seed)
-{
-	seed = seed * 0x9e3779b97f4a7c15ull + 1;
-	for (unsigned i = 0; i < PAGE; i += 8) {
-		seed ^= seed << 13;
-		seed ^= seed >> 7;
-		seed ^= seed << 17;
-		memcpy(p + i, &seed, 8);
-	}
-}
 
 /* Swap in a run whole, or, when part of it was written back (-EIO), page by page, as the
  * kernel falls back to small folios. Returns mismatching pages; counts the splits. */
@@ -301,6 +256,50 @@ static void runs_split_page_by_page(void)
 	uzs_close(uzs);
 }
 
+struct thread_call {
+	struct uzs *uzs;
+	const unsigned char *pages;
+	unsigned nr;
+	bool free_after;
+	int result;
+};
+
+static void *swap_out_in_thread(void *arg)
+{
+	struct thread_call *t = arg;
+	uzs_slot_t first;
+
+	t->result = uzs_swap_out_run(t->uzs, NULL, t->pages, t->nr, &first);
+	if (!t->result && t->free_after)
+		for (unsigned k = 0; k < t->nr; k++)
+			t->result |= uzs_free(t->uzs, first + k);
+	return NULL;
+}
+
+/* Each thread (thread shard) allocates from a cluster of its own, which stays its current
+ * one after the thread stops. With two clusters taken that way and freed, a run of 512
+ * still finds the free one instead of failing with -ENOSPC. */
+static void run_finds_clusters_idle_threads_hold(void)
+{
+	struct uzs_config c;
+	struct uzs *uzs = NULL;
+	struct thread_call calls[3];
+	pthread_t tid;
+
+	uzs_config_init(&c);
+	c.swapfile_bytes = 2 * 512 * PAGE; /* two clusters */
+	CHECK_EQ(uzs_open(&c, &uzs), 0);
+	for (int i = 0; i < 3; i++) {
+		calls[i] = (struct thread_call){.uzs = uzs, .pages = corpus, .nr = i < 2 ? 1 : 512,
+						.free_after = true, .result = -1};
+		CHECK_EQ(pthread_create(&tid, NULL, swap_out_in_thread, &calls[i]), 0);
+		pthread_join(tid, NULL);
+		CHECK_EQ(calls[i].result, 0);
+	}
+	CHECK_EQ(estats(uzs).swap_slots_used, 0);
+	uzs_close(uzs);
+}
+
 static void run_bad_arguments(void)
 {
 	struct uzs *uzs = open_pool(0);
@@ -336,6 +335,7 @@ int main(void)
 	RUN(all_or_nothing_store);
 	RUN(present_answer_holds_while_held);
 	RUN(runs_split_page_by_page);
+	RUN(run_finds_clusters_idle_threads_hold);
 	RUN(run_bad_arguments);
 	free(corpus);
 	return CHECK_DONE();

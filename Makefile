@@ -2,7 +2,8 @@
 # tests; SAN=address|thread builds everything with that sanitizer into build-SAN/.
 CC ?= cc
 SAN ?=
-BUILD := build$(if $(SAN),-$(SAN))
+FAULT ?=
+BUILD := build$(if $(FAULT),-fault,$(if $(SAN),-$(SAN)))
 CFLAGS ?= -O2 -g
 CFLAGS += -std=gnu11 -Wall -Wextra -Werror -pthread -Iinclude -Isrc
 ifeq ($(SAN),address)
@@ -13,20 +14,30 @@ ifeq ($(SAN),thread)
 CFLAGS += -fsanitize=thread -fno-omit-frame-pointer
 LDFLAGS += -fsanitize=thread
 endif
-LDLIBS := -llz4 -lzstd -llzo2 -lz -pthread
+# The fault-injection build: failures and race hooks on demand (src/fault.h), under
+# ASan+UBSan so that every error path is also checked for leaks and bad accesses.
+ifneq ($(FAULT),)
+CFLAGS += -DUZS_FAULT_INJECTION -D_GNU_SOURCE= -fsanitize=address,undefined \
+	-fno-sanitize-recover=all -fno-omit-frame-pointer
+LDFLAGS += -fsanitize=address,undefined
+LIB_CFLAGS := -include src/fault.h
+endif
+LDLIBS := -llz4 -lzstd -llzo2 -lz -lsodium -pthread
 
 LIB_SRC := $(wildcard src/*.c)
 LIB_OBJ := $(LIB_SRC:src/%.c=$(BUILD)/obj/%.o)
 TOOL_SRC := $(wildcard tools/*.c)
 TOOL_OBJ := $(TOOL_SRC:tools/%.c=$(BUILD)/obj/tools/%.o)
-TEST_SRC := $(wildcard tests/test_*.c)
+# Tests that need the fault-injection build run only there; the rest everywhere else.
+FAULT_TEST_SRC := tests/test_faults.c tests/test_races.c
+TEST_SRC := $(if $(FAULT),$(FAULT_TEST_SRC),$(filter-out $(FAULT_TEST_SRC),$(wildcard tests/test_*.c)))
 TESTS := $(TEST_SRC:tests/%.c=$(BUILD)/%)
 
 all: $(BUILD)/libuzswap.a $(BUILD)/uzswap $(TESTS) $(BUILD)/example
 
 $(BUILD)/obj/%.o: src/%.c $(wildcard src/*.h include/*.h)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -c $< -o $@
+	$(CC) $(CFLAGS) $(LIB_CFLAGS) -c $< -o $@
 
 $(BUILD)/obj/tools/%.o: tools/%.c $(wildcard tools/*.h src/*.h include/*.h)
 	@mkdir -p $(dir $@)
@@ -50,5 +61,8 @@ check: all
 
 clean:
 	rm -rf build build-*
+
+# libFuzzer targets (clang): `make fuzz` builds them into build-fuzz/.
+-include fuzz/fuzz.mk
 
 .PHONY: all check clean

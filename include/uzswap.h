@@ -52,6 +52,10 @@ struct uzs_config {
 	const char *swapfile_path;
 	/* swap file size in bytes (sparse); 0 = 4 GiB. Bounds the number of swapped pages. */
 	uint64_t swapfile_bytes;
+	/* encrypt pages written to the swap file (ChaCha20-Poly1305, libsodium) with a key
+	 * made at open that exists only in this process's locked memory (default off). Either
+	 * way every page written is checked on read: damage is -EIO, never wrong data. */
+	bool encrypt_swapfile;
 };
 
 /* Engine statistics: the kernel's zswap debugfs names, plus swap-file and error counters. */
@@ -79,6 +83,7 @@ struct uzs_stats {
 	uint64_t compressed_bytes;            /* compressed bytes of the objects in the pool */
 	uint64_t writeback_fail;              /* writebacks whose write failed (entry kept in RAM) */
 	uint64_t swap_io_fail;                /* swap file reads or writes that failed */
+	uint64_t swap_corrupt;                /* pages read back whose checksum or tag failed */
 	uint64_t invalid_slot;                /* calls naming a slot that is not allocated */
 	uint64_t nodata_slot;                 /* swap-ins of a slot whose page was handed over */
 	uint64_t pool_compacted_bytes;        /* bytes given back by compaction */

@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
 # Makes sure the build dependencies are installed: Debian packages through apt-get when
-# run as root, otherwise a clear message naming what is missing.
+# run as root, otherwise a clear message naming what is missing. `deps.sh test` adds what
+# the test suite needs beyond the build: clang with libFuzzer, and valgrind.
 set -euo pipefail
 
-packages=(gcc make libc6-dev liblz4-dev libzstd-dev liblzo2-dev zlib1g-dev util-linux)
+packages=(gcc make libc6-dev liblz4-dev libzstd-dev liblzo2-dev zlib1g-dev libsodium-dev
+	util-linux)
+if [ "${1:-}" = test ]; then
+	packages+=(clang libclang-rt-dev valgrind)
+fi
 missing=()
 for p in "${packages[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

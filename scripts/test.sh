@@ -3,7 +3,7 @@
 # ThreadSanitizer. Ends with one "N passed, N failed" line over all of them.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-scripts/deps.sh || exit 1
+scripts/deps.sh test || exit 1
 
 total_passed=0 total_failed=0
 run_variant() { # name, make SAN value, runner prefix

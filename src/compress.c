@@ -1,4 +1,5 @@
 #include "compress.h"
+#include "fault.h"
 
 #include <errno.h>
 #include <lz4.h>
@@ -220,6 +221,8 @@ int comp_compress(const struct compressor *c, const void *src, size_t len, void 
 
 	if (!ctx)
 		return -ENOMEM;
+	if (fault_hit(FAULT_COMPRESS))
+		return -EINVAL;
 	switch (c->algo) {
 	case COMP_LZ4:
 		return lz4_compress(ctx, c, src, len, dst);

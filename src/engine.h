@@ -88,6 +88,8 @@ bool pool_accepts(struct uzs *uzs);
 long reclaim_subtree(struct uzs *uzs, struct uzs_group *top, struct uzs_group *first, long nr);
 
 void release_slot(struct uzs *uzs, uint64_t slot);
+/* Read nr pages from the file, counting a failure (and a failed check) in the stats. */
+int swapfile_read_counted(struct uzs *uzs, uint64_t first, unsigned nr, void *pages);
 bool slot_live(uint32_t s);
 int invalid_slot(struct uzs *uzs);
 

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "engine.h"
+#include "fault.h"
 #include "lru.h"
 #include "pool.h"
 #include "swapfile.h"
@@ -310,10 +311,8 @@ static int read_file_run(struct uzs *uzs, uint64_t first, unsigned char *pages, 
 			stat_inc(uzs->stats, C_SWAP_IO_FAIL);
 			return -EIO;
 		}
-	if (swapfile_read_run(uzs->sf, first, nr, pages)) {
-		stat_inc(uzs->stats, C_SWAP_IO_FAIL);
+	if (swapfile_read_counted(uzs, first, nr, pages))
 		return -EIO;
-	}
 	stat_add(uzs->stats, C_PSWPIN, nr);
 	return 0;
 }
@@ -322,9 +321,12 @@ static int load_run(struct uzs *uzs, uint64_t first, unsigned char *pages, unsig
 		    bool take)
 {
 	struct entry *entries[UZS_RUN_MAX];
-	unsigned found = tree_borrow_run(uzs->tree, first, nr, entries);
+	unsigned found;
 	int err;
 
+	fault_hook(HOOK_RUN_LOAD_START, first);
+	found = tree_borrow_run(uzs->tree, first, nr, entries);
+	fault_hook(HOOK_RUN_LOAD_BORROWED, first);
 	if (found == nr) {
 		err = read_cached_run(uzs, entries, nr, pages, take);
 	} else if (found == 0) {

@@ -9,8 +9,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sodium.h>
 #include <sys/mman.h>
 #include <unistd.h>
+#include <zlib.h>
+
+#include "fault.h"
 
 #define PAGE 4096u
 #define NR_ALLOC_SHARDS 16u
@@ -31,9 +35,24 @@ struct alloc_shard {
 	uint32_t cursor;
 };
 
+#define NONCE_BYTES crypto_aead_chacha20poly1305_ietf_NPUBBYTES
+
+/* What an encrypted page's check needs; the file holds only cipher text. */
+struct slot_seal {
+	uint64_t nonce;
+	unsigned char tag[crypto_aead_chacha20poly1305_ietf_ABYTES];
+};
+
 struct swapfile {
 	int fd;
 	bool direct;
+	/* Per slot, one of the two (see "page I/O"): reserved like the map, backed only
+	 * where pages are written. */
+	uint32_t *crc;
+	struct slot_seal *seal;
+	size_t seal_bytes;
+	unsigned char *key; /* sodium_malloc: locked in RAM, left out of core dumps */
+	_Atomic uint64_t nonces;
 	uint64_t nr_slots, nr_clusters;
 	_Atomic uint32_t *map;
 	size_t map_bytes;
@@ -377,36 +396,71 @@ int swapfile_fd(const struct swapfile *sf)
 	return sf->fd;
 }
 
-/* ---- page I/O ---- */
+/* ---- page I/O ----
+ *
+ * Every page written carries a seal kept in this process's memory, never in the file:
+ * its CRC-32, or with encryption the nonce and the Poly1305 tag of its ChaCha20 cipher
+ * text, made with the slot number as associated data so that a page copied to another
+ * slot does not verify either. A read checks the seal before the caller's buffer is
+ * touched: damaged or foreign data is -EBADMSG, never wrong data. */
 
-static __thread void *bounce_page;
-static pthread_key_t bounce_key;
-static pthread_once_t bounce_once = PTHREAD_ONCE_INIT;
+struct stage {
+	unsigned char *buf; /* page-aligned, for O_DIRECT */
+	unsigned pages;
+};
 
-static void bounce_key_init(void)
+static __thread struct stage *thread_stage;
+static pthread_key_t stage_key;
+static pthread_once_t stage_once = PTHREAD_ONCE_INIT;
+
+static void stage_free(void *p)
 {
-	pthread_key_create(&bounce_key, free);
+	struct stage *st = p;
+
+	if (st)
+		free(st->buf);
+	free(st);
 }
 
-/* O_DIRECT wants page-aligned buffers; callers' pages need not be. */
-static void *bounce(void)
+static void stage_key_init(void)
 {
-	if (!bounce_page) {
-		pthread_once(&bounce_once, bounce_key_init);
-		bounce_page = aligned_alloc(PAGE, PAGE);
-		if (bounce_page)
-			pthread_setspecific(bounce_key, bounce_page);
+	pthread_key_create(&stage_key, stage_free);
+}
+
+/* The calling thread's staging buffer of at least nr pages: reads land there first so
+ * that a page that fails its check never reaches the caller, and sealed or O_DIRECT
+ * writes are built there. It grows to the longest run the thread moved. */
+static unsigned char *stage(unsigned nr)
+{
+	struct stage *st = thread_stage;
+	unsigned char *buf;
+
+	if (st && st->pages >= nr)
+		return st->buf;
+	if (!st) {
+		pthread_once(&stage_once, stage_key_init);
+		st = calloc(1, sizeof(*st));
+		if (!st)
+			return NULL;
+		thread_stage = st;
+		pthread_setspecific(stage_key, st);
 	}
-	return bounce_page;
+	buf = aligned_alloc(PAGE, (size_t)nr * PAGE);
+	if (!buf)
+		return NULL;
+	free(st->buf);
+	st->buf = buf;
+	st->pages = nr;
+	return buf;
 }
 
 void swapfile_thread_cleanup(void)
 {
-	if (!bounce_page)
+	if (!thread_stage)
 		return;
-	pthread_setspecific(bounce_key, NULL);
-	free(bounce_page);
-	bounce_page = NULL;
+	pthread_setspecific(stage_key, NULL);
+	stage_free(thread_stage);
+	thread_stage = NULL;
 }
 
 static bool needs_bounce(const struct swapfile *sf, const void *buf)
@@ -414,56 +468,51 @@ static bool needs_bounce(const struct swapfile *sf, const void *buf)
 	return sf->direct && ((uintptr_t)buf & (PAGE - 1));
 }
 
-int swapfile_write(struct swapfile *sf, uint64_t slot, const void *page)
+static void nonce_bytes(uint64_t nonce, unsigned char out[NONCE_BYTES])
 {
-	const void *buf = page;
-	ssize_t n;
-
-	if (needs_bounce(sf, page)) {
-		void *b = bounce();
-
-		if (!b)
-			return -ENOMEM;
-		memcpy(b, page, PAGE);
-		buf = b;
-	}
-	do
-		n = pwrite(sf->fd, buf, PAGE, (off_t)(slot * PAGE));
-	while (n < 0 && errno == EINTR);
-	if (n < 0)
-		return -errno;
-	return n == PAGE ? 0 : -EIO;
+	memset(out, 0, NONCE_BYTES);
+	memcpy(out, &nonce, sizeof(nonce));
 }
 
-int swapfile_read(struct swapfile *sf, uint64_t slot, void *page)
+/* Encrypt page into out for slot; its nonce and tag go to the slot's seal. */
+static void seal_encrypted(struct swapfile *sf, uint64_t slot, const void *page, void *out)
 {
-	bool bounced = needs_bounce(sf, page);
-	void *buf = bounced ? bounce() : page;
-	ssize_t n;
+	struct slot_seal *seal = &sf->seal[slot];
+	unsigned char nonce[NONCE_BYTES];
 
-	if (!buf)
-		return -ENOMEM;
-	do
-		n = pread(sf->fd, buf, PAGE, (off_t)(slot * PAGE));
-	while (n < 0 && errno == EINTR);
-	if (n < 0)
-		return -errno;
-	if (n != PAGE)
-		return -EIO;
-	if (bounced)
-		memcpy(page, buf, PAGE);
+	/* A fresh nonce for every write: never two pages under one (key, nonce). */
+	seal->nonce = atomic_fetch_add_explicit(&sf->nonces, 1, memory_order_relaxed);
+	nonce_bytes(seal->nonce, nonce);
+	crypto_aead_chacha20poly1305_ietf_encrypt_detached(out, seal->tag, NULL, page, PAGE,
+							    (const unsigned char *)&slot,
+							    sizeof(slot), NULL, nonce, sf->key);
+}
+
+/* Check (and decrypt, in place) the page read into buf for slot. */
+static int open_sealed(struct swapfile *sf, uint64_t slot, unsigned char *buf)
+{
+	unsigned char nonce[NONCE_BYTES];
+
+	if (!sf->seal)
+		return crc32(0, buf, PAGE) == sf->crc[slot] ? 0 : -EBADMSG;
+	nonce_bytes(sf->seal[slot].nonce, nonce);
+	if (crypto_aead_chacha20poly1305_ietf_decrypt_detached(
+		    buf, NULL, buf, PAGE, sf->seal[slot].tag, (const unsigned char *)&slot,
+		    sizeof(slot), nonce, sf->key))
+		return -EBADMSG;
 	return 0;
 }
 
-static int transfer_run(struct swapfile *sf, uint64_t first, unsigned nr, void *pages,
-			bool write)
+static int transfer(struct swapfile *sf, uint64_t first, unsigned nr, void *buf, bool write)
 {
 	size_t len = (size_t)nr * PAGE;
 	off_t off = (off_t)(first * PAGE);
 	ssize_t n;
 
+	if (fault_hit(write ? FAULT_SWAP_WRITE : FAULT_SWAP_READ))
+		return -EIO;
 	do
-		n = write ? pwrite(sf->fd, pages, len, off) : pread(sf->fd, pages, len, off);
+		n = write ? pwrite(sf->fd, buf, len, off) : pread(sf->fd, buf, len, off);
 	while (n < 0 && errno == EINTR);
 	if (n < 0)
 		return -errno;
@@ -472,32 +521,56 @@ static int transfer_run(struct swapfile *sf, uint64_t first, unsigned nr, void *
 
 int swapfile_write_run(struct swapfile *sf, uint64_t first, unsigned nr, const void *pages)
 {
-	const unsigned char *p = pages;
+	const unsigned char *src = pages;
+	unsigned char *buf = (unsigned char *)pages;
 
-	if (!needs_bounce(sf, pages))
-		return transfer_run(sf, first, nr, (void *)pages, true);
-	for (unsigned i = 0; i < nr; i++) {
-		int err = swapfile_write(sf, first + i, p + (size_t)i * PAGE);
-
-		if (err)
-			return err;
+	if (sf->seal || needs_bounce(sf, pages)) {
+		buf = stage(nr);
+		if (!buf)
+			return -ENOMEM;
 	}
-	return 0;
+	for (unsigned i = 0; i < nr; i++) {
+		size_t at = (size_t)i * PAGE;
+
+		if (sf->seal) {
+			seal_encrypted(sf, first + i, src + at, buf + at);
+			continue;
+		}
+		sf->crc[first + i] = (uint32_t)crc32(0, src + at, PAGE);
+		if (buf != src)
+			memcpy(buf + at, src + at, PAGE);
+	}
+	return transfer(sf, first, nr, buf, true);
 }
 
 int swapfile_read_run(struct swapfile *sf, uint64_t first, unsigned nr, void *pages)
 {
-	unsigned char *p = pages;
+	unsigned char *buf = stage(nr);
+	int err;
 
-	if (!needs_bounce(sf, pages))
-		return transfer_run(sf, first, nr, pages, false);
-	for (unsigned i = 0; i < nr; i++) {
-		int err = swapfile_read(sf, first + i, p + (size_t)i * PAGE);
+	if (!buf)
+		return -ENOMEM;
+	err = transfer(sf, first, nr, buf, false);
+	for (unsigned i = 0; !err && i < nr; i++)
+		err = open_sealed(sf, first + i, buf + (size_t)i * PAGE);
+	if (!err)
+		memcpy(pages, buf, (size_t)nr * PAGE);
+	return err;
+}
 
-		if (err)
-			return err;
-	}
-	return 0;
+int swapfile_write(struct swapfile *sf, uint64_t slot, const void *page)
+{
+	return swapfile_write_run(sf, slot, 1, page);
+}
+
+int swapfile_read(struct swapfile *sf, uint64_t slot, void *page)
+{
+	return swapfile_read_run(sf, slot, 1, page);
+}
+
+bool swapfile_encrypted(const struct swapfile *sf)
+{
+	return sf->seal != NULL;
 }
 
 /* ---- open / close ---- */
@@ -520,6 +593,12 @@ static int create_file(const char *path)
 		dir = getenv("TMPDIR");
 	if (!dir || !*dir)
 		dir = "/var/tmp";
+	/* A file that never has a name: nobody can open it, nothing is left behind even on
+	 * SIGKILL, and O_EXCL keeps it from being linked in later. */
+	fd = open(dir, O_TMPFILE | O_RDWR | O_EXCL | O_CLOEXEC, 0600);
+	if (fd >= 0 || (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL))
+		return fd >= 0 ? fd : -errno;
+	/* The file system has no O_TMPFILE: a private name, unlinked at once. */
 	if (snprintf(name, sizeof(name), "%s/uzswap.XXXXXX", dir) >= (int)sizeof(name))
 		return -ENAMETOOLONG;
 	fd = mkostemp(name, O_CLOEXEC); /* mode 0600 */
@@ -568,20 +647,45 @@ static int setup_clusters(struct swapfile *sf)
 	return 0;
 }
 
-static int setup_map(struct swapfile *sf)
+/* Reserved, not committed: the kernel backs only the parts in use. NULL if it failed. */
+static void *reserve(size_t bytes)
 {
-	/* Reserved, not committed: the kernel backs only the parts of the map in use. */
-	sf->map_bytes = sf->nr_slots * sizeof(*sf->map);
-	sf->map = mmap(NULL, sf->map_bytes, PROT_READ | PROT_WRITE,
+	void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
 		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	if (sf->map == MAP_FAILED) {
-		sf->map = NULL;
+
+	return p == MAP_FAILED ? NULL : p;
+}
+
+/* The slot map and, per slot, the seals of written pages. */
+static int setup_map(struct swapfile *sf, bool encrypt)
+{
+	sf->map_bytes = sf->nr_slots * sizeof(*sf->map);
+	sf->map = reserve(sf->map_bytes);
+	if (encrypt)
+		sf->seal_bytes = sf->nr_slots * sizeof(*sf->seal);
+	else
+		sf->seal_bytes = sf->nr_slots * sizeof(*sf->crc);
+	if (encrypt)
+		sf->seal = reserve(sf->seal_bytes);
+	else
+		sf->crc = reserve(sf->seal_bytes);
+	return sf->map && (sf->seal || sf->crc) ? 0 : -ENOMEM;
+}
+
+/* A random key for this instance only: it lives in locked memory and dies with it. */
+static int setup_key(struct swapfile *sf)
+{
+	if (sodium_init() < 0)
+		return -EIO;
+	sf->key = sodium_malloc(crypto_aead_chacha20poly1305_ietf_KEYBYTES);
+	if (!sf->key)
 		return -ENOMEM;
-	}
+	crypto_aead_chacha20poly1305_ietf_keygen(sf->key);
+	atomic_init(&sf->nonces, 1);
 	return 0;
 }
 
-int swapfile_open(const char *path, uint64_t bytes, struct swapfile **out)
+int swapfile_open(const char *path, uint64_t bytes, bool encrypt, struct swapfile **out)
 {
 	struct swapfile *sf;
 	int err;
@@ -610,7 +714,9 @@ int swapfile_open(const char *path, uint64_t bytes, struct swapfile **out)
 		goto fail;
 	}
 	sf->direct = try_direct_io(sf->fd);
-	err = setup_map(sf);
+	err = setup_map(sf, encrypt);
+	if (!err && encrypt)
+		err = setup_key(sf);
 	if (!err)
 		err = setup_clusters(sf);
 	if (err)
@@ -630,6 +736,11 @@ void swapfile_close(struct swapfile *sf)
 		close(sf->fd);
 	if (sf->map)
 		munmap((void *)sf->map, sf->map_bytes);
+	if (sf->crc)
+		munmap(sf->crc, sf->seal_bytes);
+	if (sf->seal)
+		munmap(sf->seal, sf->seal_bytes);
+	sodium_free(sf->key);
 	free(sf->clusters);
 	for (unsigned i = 0; i < NR_ALLOC_SHARDS; i++)
 		pthread_mutex_destroy(&sf->shards[i].lock);

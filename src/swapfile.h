@@ -26,9 +26,11 @@
 
 struct swapfile;
 
-/* Create the swap file (0600, unlinked at once) of the given size under path (a file
- * name; NULL: a fresh name in $UZSWAP_DIR, $TMPDIR or /var/tmp). */
-int swapfile_open(const char *path, uint64_t bytes, struct swapfile **out);
+/* Create the swap file of the given size: path names it (created 0600, unlinked at once);
+ * NULL: a nameless O_TMPFILE file (or, where the file system has none, a fresh 0600 name
+ * unlinked at once) in $UZSWAP_DIR, $TMPDIR or /var/tmp. encrypt: pages are written
+ * ChaCha20-Poly1305-encrypted under a key made for this instance. */
+int swapfile_open(const char *path, uint64_t bytes, bool encrypt, struct swapfile **out);
 void swapfile_close(struct swapfile *sf);
 
 /* A free slot with count 1 and SLOT_HAS_DATA, or 0 when the file is full. */
@@ -62,13 +64,17 @@ void slot_unhold(struct swapfile *sf, uint64_t slot);
 void slot_set_flags(struct swapfile *sf, uint64_t slot, uint32_t flags);
 void slot_clear_flags(struct swapfile *sf, uint64_t slot, uint32_t flags);
 
-/* Page I/O at a slot. 0 or a negative errno (a short transfer is -EIO). */
+/* Page I/O at a slot. 0 or a negative errno (a short transfer is -EIO). A page whose
+ * checksum or tag does not match what was written is -EBADMSG, and the caller's buffer is
+ * then left as it was. */
 int swapfile_write(struct swapfile *sf, uint64_t slot, const void *page);
 int swapfile_read(struct swapfile *sf, uint64_t slot, void *page);
-/* nr pages at consecutive slots in one transfer (page by page only when O_DIRECT cannot
- * take the caller's buffer). */
+/* nr pages at consecutive slots in one transfer (built in, or read into, a per-thread
+ * staging buffer, so that a page that fails its check is never handed out). */
 int swapfile_write_run(struct swapfile *sf, uint64_t first, unsigned nr, const void *pages);
 int swapfile_read_run(struct swapfile *sf, uint64_t first, unsigned nr, void *pages);
+
+bool swapfile_encrypted(const struct swapfile *sf);
 
 /* Tests only: the file descriptor, to damage the file on purpose. */
 int swapfile_fd(const struct swapfile *sf);

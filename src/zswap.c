@@ -19,6 +19,7 @@
 
 #include "compress.h"
 #include "entry.h"
+#include "fault.h"
 #include "group.h"
 #include "lru.h"
 #include "pool.h"
@@ -319,15 +320,19 @@ static int writeback_slot(struct uzs *uzs, uint64_t slot)
 	unsigned char *buf = writeback_page();
 	/* The pin keeps the slot from being reused, so whatever entry the tree holds for it
 	 * now is that slot's current page. */
-	struct entry *e = buf ? tree_borrow(uzs->tree, slot) : NULL;
+	struct entry *e;
 	int err;
 
+	fault_hook(HOOK_WB_PINNED, slot);
+	e = buf ? tree_borrow(uzs->tree, slot) : NULL;
 	if (!e) {
 		slot_unpin(uzs->sf, slot);
 		return buf ? 0 : -ENOMEM;
 	}
 	entry_lru_del(e);
 	err = entry_read(uzs, e, buf);
+	if (!err)
+		fault_hook(HOOK_WB_READ, slot);
 	if (!err && (err = swapfile_write(uzs->sf, slot, buf))) {
 		stat_inc(uzs->stats, C_SWAP_IO_FAIL);
 		stat_inc(uzs->stats, C_WRITEBACK_FAIL);
@@ -779,6 +784,17 @@ static int load_cached(struct uzs *uzs, uint64_t slot, void *page, bool take)
 	return 1;
 }
 
+int swapfile_read_counted(struct uzs *uzs, uint64_t first, unsigned nr, void *pages)
+{
+	int err = swapfile_read_run(uzs->sf, first, nr, pages);
+
+	if (err == -EBADMSG)
+		stat_inc(uzs->stats, C_SWAP_CORRUPT);
+	if (err)
+		stat_inc(uzs->stats, C_SWAP_IO_FAIL);
+	return err;
+}
+
 static int load_from_file(struct uzs *uzs, uint64_t slot, void *page)
 {
 	uint32_t s = swapfile_state(uzs->sf, slot);
@@ -787,10 +803,8 @@ static int load_from_file(struct uzs *uzs, uint64_t slot, void *page)
 		stat_inc(uzs->stats, C_NODATA_SLOT);
 		return -ENODATA;
 	}
-	if (!(s & SLOT_ON_FILE) || swapfile_read(uzs->sf, slot, page)) {
-		stat_inc(uzs->stats, C_SWAP_IO_FAIL);
+	if (!(s & SLOT_ON_FILE) || swapfile_read_counted(uzs, slot, 1, page))
 		return -EIO;
-	}
 	stat_inc(uzs->stats, C_PSWPIN);
 	return 0;
 }
@@ -836,6 +850,7 @@ int uzs_free(struct uzs *uzs, uzs_slot_t slot)
 	if (r < 0)
 		return invalid_slot(uzs);
 	if (r == 1) {
+		fault_hook(HOOK_FREE_COUNTED, slot);
 		e = tree_detach(uzs->tree, slot);
 		if (e)
 			entry_destroy(uzs, e);
@@ -944,7 +959,7 @@ static int config_limits(struct uzs *uzs, const struct uzs_config *c)
 static int open_parts(struct uzs *uzs, const struct uzs_config *c)
 {
 	uint64_t bytes = c->swapfile_bytes ? c->swapfile_bytes : DEFAULT_SWAPFILE_BYTES;
-	int err = swapfile_open(c->swapfile_path, bytes, &uzs->sf);
+	int err = swapfile_open(c->swapfile_path, bytes, c->encrypt_swapfile, &uzs->sf);
 
 	if (err)
 		return err;
@@ -1067,6 +1082,7 @@ void uzs_get_stats(struct uzs *uzs, struct uzs_stats *st)
 	st->compressed_bytes = stat_read(s, C_COMPRESSED_BYTES);
 	st->writeback_fail = stat_read(s, C_WRITEBACK_FAIL);
 	st->swap_io_fail = stat_read(s, C_SWAP_IO_FAIL);
+	st->swap_corrupt = stat_read(s, C_SWAP_CORRUPT);
 	st->invalid_slot = stat_read(s, C_INVALID_SLOT);
 	st->nodata_slot = stat_read(s, C_NODATA_SLOT);
 	st->pool_compacted_bytes = stat_read(s, C_COMPACTED);
@@ -1100,7 +1116,7 @@ int uzs_print_stats(struct uzs *uzs, FILE *out)
 		"reject_compress_fail", "reject_compress_poor", "reject_alloc_fail",
 		"reject_kmemcache_fail", "decompress_fail", "zswpin", "zswpout", "zswpwb",
 		"pswpin", "pswpout", "swap_slots_used", "swap_slots_total", "compressed_bytes",
-		"writeback_fail", "swap_io_fail", "invalid_slot", "nodata_slot",
+		"writeback_fail", "swap_io_fail", "swap_corrupt", "invalid_slot", "nodata_slot",
 		"pool_compacted_bytes", "groups", "groups_dying", "run_partial",
 	};
 	_Static_assert(sizeof(names) / sizeof(names[0]) ==

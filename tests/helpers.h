@@ -11,7 +11,7 @@
 #include "uzswap.h"
 
 /* lz4, a pool limit in bytes (0: the default share of RAM), a 256 MiB swap file. */
-static struct uzs *open_pool(uint64_t pool_limit)
+static inline struct uzs *open_pool(uint64_t pool_limit)
 {
 	struct uzs_config c;
 	struct uzs *uzs = NULL;
@@ -24,7 +24,7 @@ static struct uzs *open_pool(uint64_t pool_limit)
 	return uzs;
 }
 
-static struct uzs_stats estats(struct uzs *uzs)
+static inline struct uzs_stats estats(struct uzs *uzs)
 {
 	struct uzs_stats st;
 
@@ -35,7 +35,7 @@ static struct uzs_stats estats(struct uzs *uzs)
 /* The statistics once the shrink worker has finished what it was doing (a writeback in
  * flight holds its entry until its write completes): when they stop moving, or after
  * two seconds. */
-static struct uzs_stats settled(struct uzs *uzs)
+static inline struct uzs_stats settled(struct uzs *uzs)
 {
 	struct uzs_stats a = estats(uzs), b;
 
@@ -51,7 +51,7 @@ static struct uzs_stats settled(struct uzs *uzs)
 }
 
 /* A page of xorshift noise: lz4 cannot shrink it. */
-static void random_page(unsigned char *p, uint64_t seed)
+static inline void random_page(unsigned char *p, uint64_t seed)
 {
 	seed = seed * 0x9e3779b97f4a7c15ull + 1;
 	for (unsigned i = 0; i < UZS_PAGE_SIZE; i += 8) {

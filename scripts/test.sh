@@ -1,33 +1,66 @@
 #!/usr/bin/env bash
-# Builds and runs every test three ways: plain, under AddressSanitizer+UBSan, and under
-# ThreadSanitizer. Ends with one "N passed, N failed" line over all of them.
+# Builds and runs every test: plain, under AddressSanitizer+UBSan, under ThreadSanitizer,
+# the fault-injection build (failures and forced races, under ASan+UBSan), the unit tests
+# under valgrind memcheck, and the libFuzzer targets for a bounded time. Any sanitizer or
+# valgrind report fails its job. Ends with one "N passed, N failed" line over all jobs.
+#   UZS_FUZZ_SECONDS   seconds per fuzz target (default 60)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh test || exit 1
 
 total_passed=0 total_failed=0
-run_variant() { # name, make SAN value, runner prefix
-	local name=$1 san=$2 prefix=$3 build=build${2:+-$2} log line
-	echo "=== $name"
-	if ! make -s -j"$(nproc)" SAN="$san" all; then
-		echo "$name: build failed"; total_failed=$((total_failed + 1)); return
-	fi
-	log=$(mktemp)
-	$prefix tests/run-tests.sh "$build" 2>&1 | tee "$log"
-	line=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$log" | tail -n 1)
-	rm -f "$log"
+count_result() { # log file, job name: adds its "N passed, N failed" line to the totals
+	local line
+	line=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$1" | tail -n 1)
 	if [ -z "$line" ]; then
-		echo "$name: no result"; total_failed=$((total_failed + 1)); return
+		echo "$2: no result"; total_failed=$((total_failed + 1)); return
 	fi
 	total_passed=$((total_passed + ${line%% passed*}))
 	line=${line#*, }; total_failed=$((total_failed + ${line%% failed*}))
 }
 
-run_variant plain "" ""
-run_variant "address+undefined sanitizers" address ""
-# TSan cannot map its shadow under the kernel's full address-space randomisation.
-run_variant "thread sanitizer" thread "setarch $(uname -m) -R"
+run_variant() { # name, build dir, make arguments, runner prefix
+	local name=$1 build=$2 make_args=$3 prefix=$4 log
+	echo "=== $name"
+	# shellcheck disable=SC2086
+	if ! make -s -j"$(nproc)" $make_args all; then
+		echo "$name: build failed"; total_failed=$((total_failed + 1)); return
+	fi
+	log=$(mktemp)
+	$prefix tests/run-tests.sh "$build" 2>&1 | tee "$log"
+	count_result "$log" "$name"
+	rm -f "$log"
+}
 
-echo "=== all variants"
+# valgrind's memcheck over the plain build's unit tests (the stress test with fewer
+# operations: valgrind runs threads one at a time, some 30 times slower).
+run_valgrind() {
+	local log
+	echo "=== valgrind memcheck"
+	log=$(mktemp)
+	UZS_STRESS_OPS=20000 tests/run-tests.sh build "valgrind -q --error-exitcode=99 \
+--leak-check=full --errors-for-leak-kinds=definite,indirect" 2>&1 | tee "$log"
+	count_result "$log" "valgrind memcheck"
+	rm -f "$log"
+}
+
+run_fuzz() {
+	local log
+	echo "=== fuzzing"
+	log=$(mktemp)
+	fuzz/run.sh "${UZS_FUZZ_SECONDS:-60}" 2>&1 | tee "$log"
+	count_result "$log" "fuzzing"
+	rm -f "$log"
+}
+
+run_variant plain build "" ""
+run_variant "address+undefined sanitizers" build-address "SAN=address" ""
+# TSan cannot map its shadow under the kernel's full address-space randomisation.
+run_variant "thread sanitizer" build-thread "SAN=thread" "setarch $(uname -m) -R"
+run_variant "fault injection" build-fault "FAULT=1" ""
+run_valgrind
+run_fuzz
+
+echo "=== all jobs"
 echo "$total_passed passed, $total_failed failed"
 [ "$total_failed" -eq 0 ]

@@ -5,6 +5,13 @@
 
 #include <stdatomic.h>
 
+/* The build force-includes fault.h before this file could ask it not to redirect. */
+#undef malloc
+#undef calloc
+#undef realloc
+#undef aligned_alloc
+#undef mmap
+
 struct site_plan {
 	_Atomic unsigned long every;
 	_Atomic unsigned per_million;

@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
-# Runs every test binary in the build directory given ($1, default build) and prints one
-# closing "N passed, N failed" line over all of them.
+# Runs every test binary in the build directory given ($1, default build), each under the
+# runner command $2 if given (valgrind ...), and prints one closing "N passed, N failed"
+# line over all of them. A binary that exits non-zero with no failed case is counted broken
+# (a sanitizer's or valgrind's report).
 set -u
 build=${1:-build}
+runner=${2:-}
 passed=0 failed=0 broken=()
 for t in "$build"/test_*; do
 	[ -x "$t" ] || continue
 	echo "== $(basename "$t")"
-	out=$("$t" 2>&1); rc=$?
+	out=$($runner "$t" 2>&1); rc=$?
 	printf '%s\n' "$out"
 	line=$(printf '%s\n' "$out" | grep -E '^[0-9]+ passed, [0-9]+ failed$' | tail -n 1)
 	if [ -z "$line" ]; then

@@ -37,6 +37,7 @@ struct bench_opts {
 	int groups;	  /* 0: every page in the root; N: page i in group i % N */
 	unsigned run_pages; /* pages per swap-out and swap-in call (1: single pages) */
 	int group_stats;  /* print every group's figures after the run */
+	int encrypt;	  /* encrypt the pages written to the swap file */
 };
 
 struct pages {
@@ -487,6 +488,7 @@ static int open_engine(struct bench_opts *o, size_t nr_pages, struct uzs **uzs)
 	if (!o->pool_limit)
 		c.max_pool_bytes = (uint64_t)nr_pages * PAGE * 2; /* never the limit */
 	c.swapfile_path = o->swapfile;
+	c.encrypt_swapfile = o->encrypt;
 	c.swapfile_bytes = ((uint64_t)nr_pages + 1024) * PAGE;
 	err = uzs_open(&c, uzs);
 	if (err == -EINVAL)
@@ -621,7 +623,7 @@ static void bench_usage(FILE *out)
 {
 	fputs("usage: uzswap bench [--pages FILE] [--compressor NAME[:LEVEL]] [--threads N]\n"
 	      "                    [--pool-limit BYTES] [--swapfile PATH] [--groups N]\n"
-	      "                    [--group-stats] [--run-pages N] [--json]\n"
+	      "                    [--group-stats] [--run-pages N] [--encrypt] [--json]\n"
 	      "\n"
 	      "Swaps every page of FILE out through the engine and back in, verifies every\n"
 	      "byte, and reports: pages, ratio, pool_bytes, pool_efficiency, store_us, load_us,\n"
@@ -634,7 +636,10 @@ static void bench_usage(FILE *out)
 	      "  --threads N         threads swapping at once (default 1)\n"
 	      "  --pool-limit BYTES  pool limit (K/M/G suffixes); small limits force writeback\n"
 	      "                      (default: twice the pages, never reached)\n"
-	      "  --swapfile PATH     where to create the swap file (default: $TMPDIR or /var/tmp)\n"
+	      "  --swapfile PATH     where to create the swap file (default: a nameless file in\n"
+	      "                      $UZSWAP_DIR, $TMPDIR or /var/tmp)\n"
+	      "  --encrypt           encrypt pages written to the swap file (ChaCha20-Poly1305,\n"
+	      "                      a key made at start that lives only in this process)\n"
 	      "  --groups N          spread the pages over N groups under the root, page i in\n"
 	      "                      group i % N (default 0: all in the root)\n"
 	      "  --group-stats       print every group's figures after the run\n"
@@ -654,7 +659,7 @@ static int parse_bench_opts(int argc, char **argv, struct bench_opts *o)
 		{ "threads", required_argument, NULL, 't' }, { "pool-limit", required_argument, NULL, 'l' },
 		{ "swapfile", required_argument, NULL, 's' }, { "json", no_argument, NULL, 'j' },
 		{ "groups", required_argument, NULL, 'g' }, { "group-stats", no_argument, NULL, 'G' },
-		{ "run-pages", required_argument, NULL, 'r' },
+		{ "run-pages", required_argument, NULL, 'r' }, { "encrypt", no_argument, NULL, 'e' },
 		{ "help", no_argument, NULL, 'h' },	     { NULL, 0, NULL, 0 }
 	};
 	struct compressor probe;
@@ -669,6 +674,7 @@ static int parse_bench_opts(int argc, char **argv, struct bench_opts *o)
 		case 's': o->swapfile = optarg; break;
 		case 'j': o->json = 1; break;
 		case 'G': o->group_stats = 1; break;
+		case 'e': o->encrypt = 1; break;
 		case 'r': {
 			long v = strtol(optarg, &end, 10);
 

@@ -568,11 +568,6 @@ int swapfile_read(struct swapfile *sf, uint64_t slot, void *page)
 	return swapfile_read_run(sf, slot, 1, page);
 }
 
-bool swapfile_encrypted(const struct swapfile *sf)
-{
-	return sf->seal != NULL;
-}
-
 /* ---- open / close ---- */
 
 static int create_file(const char *path)
@@ -661,14 +656,13 @@ static int setup_map(struct swapfile *sf, bool encrypt)
 {
 	sf->map_bytes = sf->nr_slots * sizeof(*sf->map);
 	sf->map = reserve(sf->map_bytes);
-	if (encrypt)
+	if (encrypt) {
 		sf->seal_bytes = sf->nr_slots * sizeof(*sf->seal);
-	else
-		sf->seal_bytes = sf->nr_slots * sizeof(*sf->crc);
-	if (encrypt)
 		sf->seal = reserve(sf->seal_bytes);
-	else
+	} else {
+		sf->seal_bytes = sf->nr_slots * sizeof(*sf->crc);
 		sf->crc = reserve(sf->seal_bytes);
+	}
 	return sf->map && (sf->seal || sf->crc) ? 0 : -ENOMEM;
 }
 

@@ -74,8 +74,6 @@ int swapfile_read(struct swapfile *sf, uint64_t slot, void *page);
 int swapfile_write_run(struct swapfile *sf, uint64_t first, unsigned nr, const void *pages);
 int swapfile_read_run(struct swapfile *sf, uint64_t first, unsigned nr, void *pages);
 
-bool swapfile_encrypted(const struct swapfile *sf);
-
 /* Tests only: the file descriptor, to damage the file on purpose. */
 int swapfile_fd(const struct swapfile *sf);
 

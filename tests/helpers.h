@@ -10,8 +10,9 @@
 #include "check.h"
 #include "uzswap.h"
 
-/* lz4, a pool limit in bytes (0: the default share of RAM), a 256 MiB swap file. */
-static inline struct uzs *open_pool(uint64_t pool_limit)
+/* lz4, a pool limit in bytes (0: the default share of RAM), a swap file of swap_bytes,
+ * its pages encrypted or not. */
+static inline struct uzs *open_engine(uint64_t pool_limit, uint64_t swap_bytes, bool encrypt)
 {
 	struct uzs_config c;
 	struct uzs *uzs = NULL;
@@ -19,9 +20,16 @@ static inline struct uzs *open_pool(uint64_t pool_limit)
 	uzs_config_init(&c);
 	c.compressor = "lz4";
 	c.max_pool_bytes = pool_limit;
-	c.swapfile_bytes = 256ull << 20;
+	c.swapfile_bytes = swap_bytes;
+	c.encrypt_swapfile = encrypt;
 	CHECK_EQ(uzs_open(&c, &uzs), 0);
 	return uzs;
+}
+
+/* The same with a 256 MiB plain swap file. */
+static inline struct uzs *open_pool(uint64_t pool_limit)
+{
+	return open_engine(pool_limit, 256ull << 20, false);
 }
 
 static inline struct uzs_stats estats(struct uzs *uzs)

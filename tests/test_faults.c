@@ -64,8 +64,7 @@ static int work_open(struct workload *w, uint64_t swap_bytes)
 
 static bool documented_store_error(int err)
 {
-	return err == -ENOMEM || err == -ENOSPC || err == -EIO || err == -EFBIG ||
-	       err == -EINVAL;
+	return err == -ENOMEM || err == -ENOSPC || err == -EIO;
 }
 
 /* A refused swap-out leaves nothing behind: no slot is taken. */
@@ -164,7 +163,7 @@ static void all_back_and_empty(struct workload *w)
 }
 
 /* The counters name the failure: one count per injected failure where the site has its
- * own counter. Returns the engine's statistics before the final drain. */
+ * own counter; for allocation, that some reject or failure counter moved. */
 static void check_counters(struct workload *w, enum fault_site site, unsigned long injected)
 {
 	struct uzs_stats st = estats(w->uzs);

@@ -18,18 +18,10 @@
 static unsigned char *corpus;
 static size_t corpus_pages;
 
+/* 64 MiB: small enough to scan whole for plain pages. */
 static struct uzs *open_file(bool encrypt, uint64_t pool_limit)
 {
-	struct uzs_config c;
-	struct uzs *uzs = NULL;
-
-	uzs_config_init(&c);
-	c.compressor = "lz4";
-	c.max_pool_bytes = pool_limit;
-	c.swapfile_bytes = 64ull << 20;
-	c.encrypt_swapfile = encrypt;
-	CHECK_EQ(uzs_open(&c, &uzs), 0);
-	return uzs;
+	return open_engine(pool_limit, 64ull << 20, encrypt);
 }
 
 /* Swap the corpus out and write all of it back: every page is then in the file. */

@@ -234,6 +234,10 @@ int uzs_group_charge_resident(struct uzs_group *group, long nr_pages);
  * caller should swap out. 0 when within budget. */
 uint64_t uzs_group_memory_excess(struct uzs_group *group);
 
+/* Bytes the group may still take before it, or the tightest ancestor, passes its
+ * memory_max (negative: over by that much; INT64_MAX: no limit anywhere). */
+int64_t uzs_group_memory_room(struct uzs_group *group);
+
 /* Write back up to nr_pages of the group's subtree, oldest first; returns how many were
  * written. -EPERM: writeback is off for the group. */
 long uzs_group_shrink(struct uzs_group *group, long nr_pages);
@@ -247,6 +251,55 @@ int uzs_group_get_local_stats(struct uzs_group *group, struct uzs_group_stats *s
 
 /* Print every live group: a "group /path" line, then "  name value" lines. */
 int uzs_print_group_stats(struct uzs *uzs, FILE *out);
+
+/* ---- transparent mode: memory served through userfaultfd ---- */
+
+struct uzs_vm; /* a fault handler: two threads serving the regions of one group */
+
+/* Its figures, besides the engine's and the group's. */
+struct uzs_vm_stats {
+	uint64_t faults;          /* missing-page faults served */
+	uint64_t zero_fills;      /* pages handed out as zeros (first touch) */
+	uint64_t swapins;         /* pages brought back from the engine (pswpin-like) */
+	uint64_t staged_refaults; /* pages brought back from staging: touched again before
+				   * they were compressed (the second chance) */
+	uint64_t readahead_pages; /* pages brought in ahead of a sequential fault */
+	uint64_t evicted;         /* pages moved out of the program (pswpout-like) */
+	uint64_t evict_shared;    /* evictions refused: the page was shared after fork */
+	uint64_t waits;           /* faults that waited for eviction to make room */
+	uint64_t budget_overruns; /* faults served over budget after waiting a second */
+	uint64_t swapin_errors;   /* pages that could not be brought back (SIGBUS) */
+	uint64_t resident_pages;  /* pages mapped in the programs, staging included */
+	uint64_t staged_pages;    /* pages in staging */
+	uint64_t spaces;          /* processes (address spaces) served */
+};
+
+/* Start serving regions charged to group (NULL: the root, which has no budget): a fault
+ * thread and an eviction thread that keeps the group under its memory_max (set with
+ * uzs_group_set_memory_max). -ENOSYS/-EPERM: this kernel or this process cannot have
+ * userfaultfd serve faults taken inside system calls (see README). */
+int uzs_vm_start(struct uzs *uzs, struct uzs_group *group, struct uzs_vm **out);
+
+/* Stop the threads and free every page still held. Regions must be destroyed first. */
+void uzs_vm_stop(struct uzs_vm *vm);
+
+/* An anonymous region of bytes (rounded up to pages): reads as zeros until written, its
+ * pages swapped out under the group's budget and back on access, from any thread and
+ * from inside system calls. munmap, madvise(MADV_DONTNEED/MADV_REMOVE), mremap and fork
+ * work on it as on ordinary memory. */
+int uzs_region_create(struct uzs_vm *vm, size_t bytes, void **out);
+
+/* Unmap a region (or part of it): its pages and slots are freed. */
+int uzs_region_destroy(struct uzs_vm *vm, void *addr, size_t bytes);
+
+/* Wait until the memory calls that returned before this one (munmap, madvise, mremap,
+ * fork) have been fully handled: their slots freed or moved. The kernel only makes the
+ * caller wait until the event is read. */
+void uzs_vm_sync(struct uzs_vm *vm);
+
+void uzs_vm_get_stats(struct uzs_vm *vm, struct uzs_vm_stats *stats);
+/* Print them as "name value" lines. */
+int uzs_vm_print_stats(struct uzs_vm *vm, FILE *out);
 
 /* The compressor names uzswap knows, NULL-terminated. */
 const char *const *uzs_compressor_names(void);

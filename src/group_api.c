@@ -112,6 +112,23 @@ uint64_t uzs_group_memory_excess(struct uzs_group *group)
 	return excess;
 }
 
+int64_t uzs_group_memory_room(struct uzs_group *group)
+{
+	int64_t room = INT64_MAX;
+
+	for (struct uzs_group *g = group; g && g->parent; g = g->parent) {
+		uint64_t max = atomic_load_explicit(&g->memory_max, memory_order_relaxed);
+		int64_t left;
+
+		if (max == UZS_MAX)
+			continue;
+		left = (int64_t)(max > INT64_MAX ? INT64_MAX : max) - (int64_t)memory_current_of(g);
+		if (left < room)
+			room = left;
+	}
+	return room;
+}
+
 long uzs_group_shrink(struct uzs_group *group, long nr_pages)
 {
 	if (!group_ok(group) || nr_pages < 0)

@@ -1,0 +1,66 @@
+/*
+ * uffd — the userfaultfd calls the transparent mode makes, and the parts of the kernel's
+ * interface newer than the headers this machine's distribution ships (UFFDIO_MOVE and
+ * UFFDIO_POISON came in Linux 6.8 and 6.6; Debian 12's headers are from 6.1).
+ */
+#ifndef UZS_UFFD_H
+#define UZS_UFFD_H
+
+#include <linux/userfaultfd.h>
+#include <stdint.h>
+#include <sys/ioctl.h>
+
+#ifndef UFFD_FEATURE_POISON
+#define UFFD_FEATURE_POISON (1 << 14)
+#endif
+#ifndef UFFD_FEATURE_MOVE
+#define UFFD_FEATURE_MOVE (1 << 16)
+#endif
+#ifndef UFFDIO_MOVE
+struct uffdio_move {
+	__u64 dst;
+	__u64 src;
+	__u64 len;
+	__u64 mode;
+	__s64 move;
+};
+#define UFFDIO_MOVE_MODE_DONTWAKE ((__u64)1 << 0)
+#define UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES ((__u64)1 << 1)
+#define UFFDIO_MOVE _IOWR(UFFDIO, 0x05, struct uffdio_move)
+#endif
+#ifndef UFFDIO_POISON
+struct uffdio_poison {
+	struct uffdio_range range;
+	__u64 mode;
+	__s64 updated;
+};
+#define UFFDIO_POISON _IOWR(UFFDIO, 0x08, struct uffdio_poison)
+#endif
+
+/* The events the managed ranges' descriptor reports: the program's own memory calls. */
+#define UFFD_MANAGED_FEATURES                                                          \
+	(UFFD_FEATURE_EVENT_FORK | UFFD_FEATURE_EVENT_REMAP | UFFD_FEATURE_EVENT_REMOVE | \
+	 UFFD_FEATURE_EVENT_UNMAP | UFFD_FEATURE_MOVE | UFFD_FEATURE_THREAD_ID)
+/* The staging range's descriptor reports nothing: its only use is as UFFDIO_MOVE's
+ * destination, and our own discards of it must not wait for anyone to read an event. */
+#define UFFD_STAGING_FEATURES UFFD_FEATURE_MOVE
+
+/* A userfaultfd that also sees faults taken inside system calls: through /dev/userfaultfd
+ * where it can be opened, else the system call. -errno when neither allows kernel-mode
+ * faults (then only UFFD_USER_MODE_ONLY would work, which is not enough). */
+int uffd_open_kernel_mode(void);
+/* The API handshake asking for features; -errno, -ENOTSUP when the kernel lacks one. */
+int uffd_handshake(int fd, uint64_t features);
+/* Register [start, start+len) for missing-page faults. */
+int uffd_register_missing(int fd, uintptr_t start, uintptr_t len);
+/* Install len bytes from src (this process) at dst (the descriptor's process); wakes the
+ * faulting threads. Returns the bytes installed (> 0) or -errno (-EEXIST: already there). */
+long uffd_copy(int fd, uintptr_t dst, const void *src, uintptr_t len);
+/* Move len bytes of pages from src to dst within the descriptor's process; dst must be
+ * registered with fd. Returns the bytes moved or -errno (-EBUSY: a page is shared). */
+long uffd_move(int fd, uintptr_t dst, uintptr_t src, uintptr_t len, int wake);
+int uffd_wake(int fd, uintptr_t start, uintptr_t len);
+/* Make accesses to [start, start+len) raise SIGBUS: a page that cannot be brought back. */
+int uffd_poison(int fd, uintptr_t start, uintptr_t len);
+
+#endif

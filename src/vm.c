@@ -1,0 +1,967 @@
+/*
+ * vm — the transparent mode's fault thread: it serves missing-page faults (zeros, pages
+ * from the engine, pages still in staging) and the program's memory events (munmap,
+ * madvise, mremap, fork), for every space of one uzs_vm.
+ */
+#define _GNU_SOURCE
+#include "vm_internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "engine.h"
+#include "uffd.h"
+
+#define PENDING_PATIENCE_NS 1000000000ull /* a fault waits at most this long for room */
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+void vm_kick_faults(struct uzs_vm *vm)
+{
+	uint64_t one = 1;
+
+	if (write(vm->kick_fd, &one, sizeof(one)) < 0) {
+		/* the counter is saturated: the thread is already due to wake */
+	}
+}
+
+void space_charge(struct vm_space *s, long nr)
+{
+	s->charged += nr;
+	uzs_group_charge_resident(s->vm->group ? s->vm->group : uzs_root_group(s->vm->uzs), nr);
+}
+
+void space_enqueue(struct vm_space *s, uint64_t pg, struct vpage *p, bool active)
+{
+	p->qseq = ++s->qseq;
+	if (active) {
+		p->val |= VP_ACTIVE;
+		s->nactive++;
+	} else {
+		p->val &= ~VP_ACTIVE;
+	}
+	/* a failed push leaves the page unqueued: it stays resident and is never evicted,
+	 * which costs budget, not data */
+	fifo_push(active ? &s->active : &s->inactive, pg, p->qseq);
+}
+
+/* ---- interval sets (registered and excluded ranges) ---- */
+
+int intervals_add(struct intervals *iv, uintptr_t start, uintptr_t end)
+{
+	if (iv->n == iv->cap) {
+		size_t cap = iv->cap ? iv->cap * 2 : 32;
+		struct interval *v = realloc(iv->v, cap * sizeof(*v));
+
+		if (!v)
+			return -ENOMEM;
+		iv->v = v;
+		iv->cap = cap;
+	}
+	iv->v[iv->n++] = (struct interval){ start, end };
+	return 0;
+}
+
+void intervals_remove(struct intervals *iv, uintptr_t start, uintptr_t end)
+{
+	for (size_t i = 0; i < iv->n; i++) {
+		struct interval *x = &iv->v[i];
+
+		if (x->end <= start || x->start >= end)
+			continue;
+		if (x->start < start && x->end > end) { /* a hole in the middle: split */
+			uintptr_t tail = x->end;
+
+			x->end = start;
+			intervals_add(iv, end, tail);
+			return;
+		}
+		if (x->start < start) {
+			x->end = start;
+		} else if (x->end > end) {
+			x->start = end;
+		} else {
+			iv->v[i--] = iv->v[--iv->n];
+		}
+	}
+}
+
+bool intervals_overlap(const struct intervals *iv, uintptr_t start, uintptr_t end)
+{
+	for (size_t i = 0; i < iv->n; i++)
+		if (iv->v[i].start < end && iv->v[i].end > start)
+			return true;
+	return false;
+}
+
+/* ---- spaces ---- */
+
+static struct vm_space *space_new(struct uzs_vm *vm, int uffd)
+{
+	struct vm_space *s = calloc(1, sizeof(*s));
+
+	if (!s)
+		return NULL;
+	if (ptable_init(&s->pt)) {
+		free(s);
+		return NULL;
+	}
+	s->vm = vm;
+	s->uffd = uffd;
+	s->staging_uffd = -1;
+	s->sock = -1;
+	return s;
+}
+
+static int space_setup_staging(struct vm_space *s, uintptr_t base, unsigned slots)
+{
+	s->slot_owner = calloc(slots, sizeof(*s->slot_owner));
+	s->free_slots = malloc(slots * sizeof(*s->free_slots));
+	s->discard = malloc(slots * sizeof(*s->discard));
+	if (!s->slot_owner || !s->free_slots || !s->discard)
+		return -ENOMEM;
+	s->staging = base;
+	s->staging_slots = slots;
+	for (unsigned i = 0; i < slots; i++)
+		s->free_slots[i] = slots - 1 - i;
+	s->nfree = slots;
+	return intervals_add(&s->excluded, base, base + (uintptr_t)slots * VM_PAGE);
+}
+
+/* Give back everything a space holds: slots freed, charges dropped. */
+static void release_page(void *arg, uint64_t pg, struct vpage *p)
+{
+	struct vm_space *s = arg;
+
+	(void)pg;
+	if (vp_kind(p) == VP_SWAPPED)
+		uzs_free(s->vm->uzs, vp_payload(p));
+	p->val = 0;
+}
+
+static void space_free(struct vm_space *s)
+{
+	struct uzs_vm *vm = s->vm;
+
+	ptable_walk(&s->pt, 0, UINT64_MAX, release_page, s);
+	space_charge(s, -s->charged);
+	if (s->uffd >= 0) {
+		epoll_ctl(vm->epfd, EPOLL_CTL_DEL, s->uffd, NULL);
+		close(s->uffd);
+	}
+	if (s->staging_uffd >= 0)
+		close(s->staging_uffd);
+	if (s->sock >= 0)
+		close(s->sock);
+	if (s->self && s->staging)
+		munmap((void *)s->staging, (size_t)s->staging_slots * VM_PAGE);
+	ptable_destroy(&s->pt);
+	fifo_free(&s->inactive);
+	fifo_free(&s->active);
+	fifo_free(&s->staged);
+	free(s->slot_owner);
+	free(s->free_slots);
+	free(s->discard);
+	free(s->registered.v);
+	free(s->excluded.v);
+	free(s);
+}
+
+static int space_add(struct uzs_vm *vm, struct vm_space *s)
+{
+	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = s };
+
+	if (epoll_ctl(vm->epfd, EPOLL_CTL_ADD, s->uffd, &ev) < 0)
+		return -errno;
+	s->next = vm->spaces;
+	vm->spaces = s;
+	return 0;
+}
+
+int space_read_staged(struct vm_space *s, unsigned slot, void *buf)
+{
+	uintptr_t at = s->staging + (uintptr_t)slot * VM_PAGE;
+	struct iovec local = { buf, VM_PAGE }, remote = { (void *)at, VM_PAGE };
+
+	if (s->self) {
+		memcpy(buf, (void *)at, VM_PAGE);
+		return 0;
+	}
+	return process_vm_readv(s->pid, &local, 1, &remote, 1, 0) == VM_PAGE ? 0 : -EIO;
+}
+
+/* ---- serving a fault ---- */
+
+enum { SERVED, DEFER };
+
+static void mark_resident(struct vm_space *s, uint64_t pg, unsigned n, bool active)
+{
+	for (unsigned i = 0; i < n; i++) {
+		struct vpage *p = ptable_get(&s->pt, pg + i, true);
+
+		if (!p)
+			continue;
+		vp_set(p, VP_RESIDENT, 0, 0);
+		space_enqueue(s, pg + i, p, active);
+	}
+	space_charge(s, n);
+}
+
+/* How many pages from pg on are in state kind, up to max (a sequential fault's window). */
+static unsigned window_of(struct vm_space *s, uint64_t pg, unsigned kind, unsigned max)
+{
+	unsigned n = 1;
+
+	while (n < max) {
+		struct vpage *p = ptable_get(&s->pt, pg + n, false);
+
+		if ((p ? vp_kind(p) : VP_NONE) != kind || (p && (p->val & VP_BUSY)))
+			break;
+		if (kind == VP_NONE && !intervals_overlap(&s->registered, pg_addr(pg + n),
+							  pg_addr(pg + n + 1)))
+			break;
+		n++;
+	}
+	return n;
+}
+
+/* Sequential faults double the window (up to max); any other fault resets it. */
+static unsigned ahead(struct vm_space *s, uint64_t pg, unsigned max)
+{
+	if (pg == s->last_fault_end)
+		s->ra_window = s->ra_window ? (s->ra_window * 2 > max ? max : s->ra_window * 2) : 2;
+	else
+		s->ra_window = 1;
+	return s->ra_window;
+}
+
+static int serve_zero(struct vm_space *s, uint64_t pg)
+{
+	struct uzs_vm *vm = s->vm;
+	unsigned n = window_of(s, pg, VP_NONE, ahead(s, pg, ZERO_AROUND));
+	long room = vm_headroom_pages(vm);
+	long r;
+
+	if ((long)n > room)
+		n = room > 1 ? (unsigned)room : 1;
+	r = uffd_copy(s->uffd, pg_addr(pg), vm->zero, (uintptr_t)n * VM_PAGE);
+	if (r == -EEXIST && n > 1)
+		r = uffd_copy(s->uffd, pg_addr(pg), vm->zero, VM_PAGE);
+	if (r <= 0)
+		return r == -EEXIST ? uffd_wake(s->uffd, pg_addr(pg), VM_PAGE), 0 : (int)r;
+	n = (unsigned)(r / VM_PAGE);
+	mark_resident(s, pg, n, false);
+	s->last_fault_end = pg + n;
+	atomic_fetch_add(&vm->st.zero_fills, n);
+	return 0;
+}
+
+/* A page touched again soon after it left is part of the working set: the refault
+ * distance (evictions since it left) is shorter than the active list may grow. */
+static bool refault_is_hot(struct vm_space *s, const struct vpage *p)
+{
+	uint32_t distance = s->vm->evict_clock - p->evicted_at;
+	long budget = vm_headroom_pages(s->vm) + s->charged;
+
+	return distance < (uint32_t)(budget > 0 ? budget / 2 : 0);
+}
+
+static int serve_swapped(struct vm_space *s, uint64_t pg)
+{
+	struct uzs_vm *vm = s->vm;
+	unsigned n = window_of(s, pg, VP_SWAPPED, ahead(s, pg, RA_MAX)), got = 0;
+	uzs_slot_t slots[RA_MAX];
+	bool hot = refault_is_hot(s, ptable_get(&s->pt, pg, false));
+	long r;
+
+	for (unsigned i = 0; i < n; i++)
+		slots[i] = vp_payload(ptable_get(&s->pt, pg + i, false));
+	/* Only this thread changes swapped pages: decompress without the lock. */
+	pthread_mutex_unlock(&vm->lock);
+	for (; got < n; got++)
+		if (uzs_swap_in(vm->uzs, slots[got], vm->buf + (size_t)got * VM_PAGE,
+				UZS_SWAPIN_FREE) < 0)
+			break;
+	r = got ? uffd_copy(s->uffd, pg_addr(pg), vm->buf, (uintptr_t)got * VM_PAGE) : 0;
+	pthread_mutex_lock(&vm->lock);
+	if (!got) { /* the page cannot come back: the access raises SIGBUS */
+		atomic_fetch_add(&vm->st.swapin_errors, 1);
+		uzs_free(vm->uzs, slots[0]);
+		vp_set(ptable_get(&s->pt, pg, false), VP_NONE, 0, 0);
+		return uffd_poison(s->uffd, pg_addr(pg), VM_PAGE);
+	}
+	/* the slots are gone either way (exclusive loads); a failed copy means the range
+	 * went away meanwhile */
+	for (unsigned i = 0; i < got; i++)
+		vp_set(ptable_get(&s->pt, pg + i, false), VP_NONE, 0, 0);
+	if (r > 0)
+		mark_resident(s, pg, (unsigned)(r / VM_PAGE), hot);
+	s->last_fault_end = pg + got;
+	atomic_fetch_add(&vm->st.swapins, got);
+	atomic_fetch_add(&vm->st.readahead_pages, got - 1);
+	return 0;
+}
+
+/* Touched while staged: copy it back from staging and promote it (the second chance). */
+static int serve_staged(struct vm_space *s, uint64_t pg, struct vpage *p)
+{
+	struct uzs_vm *vm = s->vm;
+	unsigned slot = (unsigned)vp_payload(p);
+	long r;
+
+	if (space_read_staged(s, slot, vm->buf) < 0)
+		return -EIO;
+	r = uffd_copy(s->uffd, pg_addr(pg), vm->buf, VM_PAGE);
+	if (r < 0 && r != -EEXIST)
+		return (int)r;
+	s->slot_owner[slot] = 0;
+	s->discard[s->ndiscard++] = slot;
+	s->nstaged--;
+	vp_set(p, VP_RESIDENT, 0, 0);
+	space_enqueue(s, pg, p, true);
+	space_charge(s, 1);
+	atomic_fetch_add(&vm->st.staged_refaults, 1);
+	if (s->self)
+		space_flush_discards(s);
+	return 0;
+}
+
+static int serve_fault(struct vm_space *s, uintptr_t addr)
+{
+	struct uzs_vm *vm = s->vm;
+	uint64_t pg = addr / VM_PAGE;
+	struct vpage *p = ptable_get(&s->pt, pg, true);
+	unsigned kind = p ? vp_kind(p) : VP_NONE;
+
+	if (!p || (p->val & VP_BUSY))
+		return DEFER; /* no memory for the table now, or the page is in flight */
+	if (kind == VP_RESIDENT) {
+		/* a second fault on a page already installed, or one the kernel dropped
+		 * (MADV_FREE): zeros if missing, else just wake the thread */
+		if (uffd_copy(s->uffd, addr, vm->zero, VM_PAGE) == -EEXIST)
+			uffd_wake(s->uffd, addr, VM_PAGE);
+		return SERVED;
+	}
+	if (kind != VP_STAGED && vm_headroom_pages(vm) < 1)
+		return DEFER;
+	if (kind == VP_STAGED)
+		serve_staged(s, pg, p);
+	else if (kind == VP_SWAPPED)
+		serve_swapped(s, pg);
+	else
+		serve_zero(s, pg);
+	return SERVED;
+}
+
+static void defer_fault(struct uzs_vm *vm, struct vm_space *s, uintptr_t addr)
+{
+	if (vm->npending == vm->pending_cap) {
+		size_t cap = vm->pending_cap ? vm->pending_cap * 2 : 64;
+		struct pending_fault *v = realloc(vm->pending, cap * sizeof(*v));
+
+		if (!v)
+			return; /* the thread stays blocked until it faults again */
+		vm->pending = v;
+		vm->pending_cap = cap;
+	}
+	vm->pending[vm->npending++] = (struct pending_fault){ s, addr, now_ns() };
+	atomic_fetch_add(&vm->st.waits, 1);
+}
+
+static void wake_evictor(struct uzs_vm *vm)
+{
+	vm->evict_kick = true;
+	pthread_cond_signal(&vm->evict_cond);
+}
+
+/* Faults that waited: serve those that now fit; past the patience, serve anyway (a
+ * program is never stuck because nothing more could be evicted). */
+static void retry_pending(struct uzs_vm *vm)
+{
+	size_t keep = 0;
+	uint64_t now = now_ns();
+
+	pthread_mutex_lock(&vm->lock);
+	for (size_t i = 0; i < vm->npending; i++) {
+		struct pending_fault f = vm->pending[i];
+		int r = f.space->dead ? SERVED : serve_fault(f.space, f.addr);
+
+		if (r == DEFER && now - f.since_ns > PENDING_PATIENCE_NS) {
+			struct vpage *p = ptable_get(&f.space->pt, f.addr / VM_PAGE, false);
+
+			if (!p || !(p->val & VP_BUSY)) {
+				atomic_fetch_add(&vm->st.budget_overruns, 1);
+				if (p && vp_kind(p) == VP_SWAPPED)
+					serve_swapped(f.space, f.addr / VM_PAGE);
+				else
+					serve_zero(f.space, f.addr / VM_PAGE);
+				r = SERVED;
+			}
+		}
+		if (r == DEFER)
+			vm->pending[keep++] = f;
+	}
+	vm->npending = keep;
+	if (keep)
+		wake_evictor(vm);
+	pthread_mutex_unlock(&vm->lock);
+}
+
+/* ---- the program's memory events ---- */
+
+struct drop_ctx {
+	struct vm_space *s;
+	long uncharge;
+};
+
+static void drop_page(void *arg, uint64_t pg, struct vpage *p)
+{
+	struct drop_ctx *c = arg;
+	struct vm_space *s = c->s;
+
+	(void)pg;
+	switch (vp_kind(p)) {
+	case VP_RESIDENT:
+		if (!(p->val & VP_UNCHARGED))
+			c->uncharge++;
+		if (p->val & VP_ACTIVE)
+			s->nactive--;
+		if (p->val & VP_BUSY) /* being moved out: its slot is to be dropped */
+			s->slot_owner[vp_payload(p)] = 0;
+		break;
+	case VP_STAGED:
+		if (!(p->val & VP_BUSY)) { /* the staged copy is garbage now */
+			unsigned slot = (unsigned)vp_payload(p);
+
+			s->slot_owner[slot] = 0;
+			s->discard[s->ndiscard++] = slot;
+			s->nstaged--;
+		}
+		break;
+	case VP_SWAPPED:
+		uzs_free(s->vm->uzs, vp_payload(p));
+		break;
+	}
+	p->val = 0;
+	p->qseq = 0;
+}
+
+/* munmap, madvise(DONTNEED/FREE/REMOVE): the pages are gone; so are their slots. */
+static void on_remove(struct vm_space *s, uintptr_t start, uintptr_t end, bool unmap)
+{
+	struct drop_ctx c = { s, 0 };
+
+	pthread_mutex_lock(&s->vm->lock);
+	ptable_walk(&s->pt, start / VM_PAGE, end / VM_PAGE, drop_page, &c);
+	space_charge(s, -c.uncharge);
+	if (unmap)
+		intervals_remove(&s->registered, start, end);
+	if (s->self)
+		space_flush_discards(s);
+	pthread_mutex_unlock(&s->vm->lock);
+}
+
+struct move_ctx {
+	struct vm_space *s;
+	int64_t delta; /* pages */
+};
+
+static void move_page(void *arg, uint64_t pg, struct vpage *p)
+{
+	struct move_ctx *c = arg;
+	struct vm_space *s = c->s;
+	uint64_t to = pg + (uint64_t)c->delta;
+	struct vpage *q = ptable_get(&s->pt, to, true);
+
+	if (!q)
+		return;
+	q->val = p->val & ~VP_ACTIVE;
+	q->evicted_at = p->evicted_at;
+	if (vp_kind(p) == VP_STAGED || (p->val & VP_BUSY))
+		s->slot_owner[vp_payload(p)] = to;
+	if (vp_kind(p) == VP_RESIDENT && !(p->val & VP_BUSY)) {
+		if (p->val & VP_ACTIVE)
+			s->nactive--;
+		space_enqueue(s, to, q, p->val & VP_ACTIVE);
+	}
+	p->val = 0;
+	p->qseq = 0;
+}
+
+/* mremap moved pages: their states (and slots) follow them. */
+static void on_remap(struct vm_space *s, uintptr_t from, uintptr_t to, uintptr_t len)
+{
+	struct move_ctx c = { s, (int64_t)(to / VM_PAGE) - (int64_t)(from / VM_PAGE) };
+
+	pthread_mutex_lock(&s->vm->lock);
+	if (to > from) /* walk away from the destination so nothing is moved twice */
+		for (uint64_t pg = (from + len) / VM_PAGE; pg-- > from / VM_PAGE;) {
+			struct vpage *p = ptable_get(&s->pt, pg, false);
+
+			if (p && p->val)
+				move_page(&c, pg, p);
+		}
+	else
+		ptable_walk(&s->pt, from / VM_PAGE, (from + len) / VM_PAGE, move_page, &c);
+	intervals_remove(&s->registered, from, from + len);
+	intervals_add(&s->registered, to, to + len);
+	pthread_mutex_unlock(&s->vm->lock);
+}
+
+struct fork_ctx {
+	struct vm_space *parent, *child;
+};
+
+/* The child sees the parent's memory as it was: resident pages are the kernel's (shared
+ * copy-on-write, not charged twice), swapped pages share their slot (one more
+ * reference), staged pages are stored for the child from the parent's staging. */
+static void fork_page(void *arg, uint64_t pg, struct vpage *p)
+{
+	struct fork_ctx *c = arg;
+	struct vpage *q = ptable_get(&c->child->pt, pg, true);
+	unsigned char page[VM_PAGE];
+	uzs_slot_t slot;
+
+	if (!q)
+		return;
+	switch (vp_kind(p)) {
+	case VP_RESIDENT:
+		vp_set(q, VP_RESIDENT, VP_UNCHARGED, 0);
+		break;
+	case VP_SWAPPED:
+		if (uzs_dup(c->parent->vm->uzs, vp_payload(p)) == 0)
+			vp_set(q, VP_SWAPPED, 0, vp_payload(p));
+		break;
+	case VP_STAGED:
+		if (space_read_staged(c->parent, (unsigned)vp_payload(p), page) == 0 &&
+		    uzs_swap_out(c->parent->vm->uzs, c->parent->vm->group, page, &slot) == 0)
+			vp_set(q, VP_SWAPPED, 0, slot);
+		break;
+	}
+}
+
+static void on_fork(struct vm_space *parent, int child_fd)
+{
+	struct uzs_vm *vm = parent->vm;
+	struct vm_space *child = space_new(vm, child_fd);
+	struct fork_ctx c = { parent, child };
+
+	if (!child) {
+		close(child_fd); /* the child then reads zeros where pages were out: cannot
+				  * happen short of memory exhaustion in this process */
+		return;
+	}
+	fcntl(child_fd, F_SETFL, O_NONBLOCK);
+	child->fork_parent = parent->pid;
+	pthread_mutex_lock(&vm->lock);
+	/* pages in flight have no settled state to copy: let the eviction round finish */
+	while (parent->evicting) {
+		pthread_mutex_unlock(&vm->lock);
+		usleep(100);
+		pthread_mutex_lock(&vm->lock);
+	}
+	ptable_walk(&parent->pt, 0, UINT64_MAX, fork_page, &c);
+	for (size_t i = 0; i < parent->registered.n; i++)
+		intervals_add(&child->registered, parent->registered.v[i].start,
+			      parent->registered.v[i].end);
+	for (size_t i = 0; i < parent->excluded.n; i++)
+		intervals_add(&child->excluded, parent->excluded.v[i].start,
+			      parent->excluded.v[i].end);
+	if (space_add(vm, child) < 0) {
+		pthread_mutex_unlock(&vm->lock);
+		space_free(child);
+		return;
+	}
+	pthread_mutex_unlock(&vm->lock);
+}
+
+static void handle_msg(struct vm_space *s, const struct uffd_msg *m)
+{
+	struct uzs_vm *vm = s->vm;
+
+	switch (m->event) {
+	case UFFD_EVENT_PAGEFAULT:
+		atomic_fetch_add(&vm->st.faults, 1);
+		pthread_mutex_lock(&vm->lock);
+		if (vm->npending || serve_fault(s, (uintptr_t)m->arg.pagefault.address) == DEFER) {
+			/* keep order: once one waits, later ones queue behind it */
+			pthread_mutex_unlock(&vm->lock);
+			defer_fault(vm, s, (uintptr_t)m->arg.pagefault.address & ~(uintptr_t)(VM_PAGE - 1));
+			pthread_mutex_lock(&vm->lock);
+			wake_evictor(vm);
+		} else if (vm_headroom_pages(vm) < 64) {
+			wake_evictor(vm);
+		}
+		pthread_mutex_unlock(&vm->lock);
+		break;
+	case UFFD_EVENT_REMOVE:
+		on_remove(s, m->arg.remove.start, m->arg.remove.end, false);
+		break;
+	case UFFD_EVENT_UNMAP:
+		on_remove(s, m->arg.remove.start, m->arg.remove.end, true);
+		break;
+	case UFFD_EVENT_REMAP:
+		on_remap(s, m->arg.remap.from, m->arg.remap.to, m->arg.remap.len);
+		break;
+	case UFFD_EVENT_FORK:
+		on_fork(s, (int)m->arg.fork.ufd);
+		break;
+	}
+}
+
+static void drain_space(struct vm_space *s)
+{
+	struct uffd_msg msgs[64];
+	ssize_t n;
+
+	while ((n = read(s->uffd, msgs, sizeof(msgs))) > 0)
+		for (ssize_t i = 0; i < n / (ssize_t)sizeof(msgs[0]); i++)
+			handle_msg(s, &msgs[i]);
+}
+
+/* Spaces whose process exited and that no thread uses any more. */
+static void reap_dead(struct uzs_vm *vm)
+{
+	struct vm_space **pp = &vm->spaces;
+
+	pthread_mutex_lock(&vm->lock);
+	while (*pp) {
+		struct vm_space *s = *pp;
+		bool waited = false;
+
+		for (size_t i = 0; i < vm->npending && !waited; i++)
+			waited = vm->pending[i].space == s;
+		if (s->dead && !s->evicting && !waited) {
+			*pp = s->next;
+			space_free(s);
+		} else {
+			pp = &s->next;
+		}
+	}
+	pthread_mutex_unlock(&vm->lock);
+}
+
+static void *fault_main(void *arg)
+{
+	struct uzs_vm *vm = arg;
+	struct epoll_event evs[32];
+
+	for (;;) {
+		int n;
+		bool stop;
+		uint64_t seen;
+
+		pthread_mutex_lock(&vm->lock);
+		seen = vm->sync_req;
+		pthread_mutex_unlock(&vm->lock);
+		n = epoll_wait(vm->epfd, evs, 32, vm->npending ? 1 : 100);
+
+		for (int i = 0; i < n; i++) {
+			if (!evs[i].data.ptr) {
+				uint64_t v;
+
+				if (read(vm->kick_fd, &v, sizeof(v)) < 0) {
+					/* nothing to clear */
+				}
+				continue;
+			}
+			drain_space(evs[i].data.ptr);
+		}
+		if (vm->npending)
+			retry_pending(vm);
+		reap_dead(vm);
+		pthread_mutex_lock(&vm->lock);
+		stop = vm->stop;
+		vm->sync_done = seen;
+		pthread_cond_broadcast(&vm->sync_cond);
+		pthread_mutex_unlock(&vm->lock);
+		if (stop) {
+			engine_thread_cleanup();
+			return NULL;
+		}
+	}
+}
+
+/* ---- lifecycle ---- */
+
+static int self_space(struct uzs_vm *vm)
+{
+	int a = uffd_open_kernel_mode(), b = a < 0 ? a : uffd_open_kernel_mode();
+	size_t bytes = (size_t)AGENT_STAGING_SLOTS * VM_PAGE;
+	void *staging;
+	int r;
+
+	if (b < 0) {
+		if (a >= 0)
+			close(a);
+		return b;
+	}
+	staging = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+		       -1, 0);
+	if (staging == MAP_FAILED || !(vm->self = space_new(vm, a))) {
+		if (staging != MAP_FAILED)
+			munmap(staging, bytes);
+		close(a);
+		close(b);
+		return -ENOMEM;
+	}
+	vm->self->self = true;
+	vm->self->pid = getpid();
+	vm->self->staging_uffd = b;
+	vm->self->staging = (uintptr_t)staging;
+	vm->self->staging_slots = AGENT_STAGING_SLOTS;
+	if ((r = uffd_handshake(a, UFFD_MANAGED_FEATURES)) < 0 ||
+	    (r = uffd_handshake(b, UFFD_STAGING_FEATURES)) < 0 ||
+	    (r = uffd_register_missing(b, (uintptr_t)staging, bytes)) < 0 ||
+	    (r = space_setup_staging(vm->self, (uintptr_t)staging, AGENT_STAGING_SLOTS)) < 0 ||
+	    (r = space_add(vm, vm->self)) < 0) {
+		space_free(vm->self);
+		vm->self = NULL;
+		return r;
+	}
+	return 0;
+}
+
+static int vm_alloc(struct uzs *uzs, struct uzs_group *group, struct uzs_vm **out)
+{
+	struct uzs_vm *vm = calloc(1, sizeof(*vm));
+	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = NULL };
+
+	if (!vm)
+		return -ENOMEM;
+	vm->uzs = uzs;
+	vm->group = group;
+	vm->epfd = epoll_create1(EPOLL_CLOEXEC);
+	vm->kick_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	vm->buf = aligned_alloc(VM_PAGE, (size_t)RA_MAX * VM_PAGE);
+	vm->zero = aligned_alloc(VM_PAGE, (size_t)ZERO_AROUND * VM_PAGE);
+	vm->evict_buf = aligned_alloc(VM_PAGE, VM_PAGE);
+	pthread_mutex_init(&vm->lock, NULL);
+	pthread_cond_init(&vm->evict_cond, NULL);
+	pthread_cond_init(&vm->sync_cond, NULL);
+	*out = vm;
+	if (vm->epfd < 0 || vm->kick_fd < 0 || !vm->buf || !vm->zero || !vm->evict_buf ||
+	    epoll_ctl(vm->epfd, EPOLL_CTL_ADD, vm->kick_fd, &ev) < 0)
+		return -ENOMEM;
+	memset(vm->zero, 0, (size_t)ZERO_AROUND * VM_PAGE);
+	return 0;
+}
+
+static void vm_free(struct uzs_vm *vm)
+{
+	while (vm->spaces) {
+		struct vm_space *s = vm->spaces;
+
+		vm->spaces = s->next;
+		space_free(s);
+	}
+	if (vm->epfd >= 0)
+		close(vm->epfd);
+	if (vm->kick_fd >= 0)
+		close(vm->kick_fd);
+	pthread_mutex_destroy(&vm->lock);
+	pthread_cond_destroy(&vm->evict_cond);
+	pthread_cond_destroy(&vm->sync_cond);
+	free(vm->pending);
+	free(vm->buf);
+	free(vm->zero);
+	free(vm->evict_buf);
+	free(vm);
+}
+
+int uzs_vm_start(struct uzs *uzs, struct uzs_group *group, struct uzs_vm **out)
+{
+	struct uzs_vm *vm = NULL;
+	int r;
+
+	if (!uzs || !out)
+		return -EINVAL;
+	if ((r = vm_alloc(uzs, group, &vm)) < 0 || (r = self_space(vm)) < 0)
+		goto fail;
+	if ((r = -pthread_create(&vm->fault_thread, NULL, fault_main, vm)) < 0)
+		goto fail;
+	if ((r = -pthread_create(&vm->evict_thread, NULL, evict_main, vm)) < 0) {
+		pthread_mutex_lock(&vm->lock);
+		vm->stop = true;
+		pthread_mutex_unlock(&vm->lock);
+		vm_kick_faults(vm);
+		pthread_join(vm->fault_thread, NULL);
+		goto fail;
+	}
+	*out = vm;
+	return 0;
+fail:
+	if (vm)
+		vm_free(vm);
+	return r;
+}
+
+void uzs_vm_stop(struct uzs_vm *vm)
+{
+	if (!vm)
+		return;
+	pthread_mutex_lock(&vm->lock);
+	vm->stop = true;
+	pthread_cond_signal(&vm->evict_cond);
+	pthread_mutex_unlock(&vm->lock);
+	vm_kick_faults(vm);
+	pthread_join(vm->evict_thread, NULL);
+	pthread_join(vm->fault_thread, NULL);
+	vm_free(vm);
+}
+
+int uzs_region_create(struct uzs_vm *vm, size_t bytes, void **out)
+{
+	size_t len = (bytes + VM_PAGE - 1) & ~(size_t)(VM_PAGE - 1);
+	void *p;
+	int r;
+
+	if (!vm || !out || !len)
+		return -EINVAL;
+	p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (p == MAP_FAILED)
+		return -errno;
+	pthread_mutex_lock(&vm->lock);
+	r = uffd_register_missing(vm->self->uffd, (uintptr_t)p, len);
+	if (!r)
+		r = intervals_add(&vm->self->registered, (uintptr_t)p, (uintptr_t)p + len);
+	pthread_mutex_unlock(&vm->lock);
+	if (r) {
+		munmap(p, len);
+		return r;
+	}
+	*out = p;
+	return 0;
+}
+
+void uzs_vm_sync(struct uzs_vm *vm)
+{
+	uint64_t req;
+
+	pthread_mutex_lock(&vm->lock);
+	req = ++vm->sync_req;
+	pthread_mutex_unlock(&vm->lock);
+	vm_kick_faults(vm);
+	pthread_mutex_lock(&vm->lock);
+	while (vm->sync_done < req && !vm->stop)
+		pthread_cond_wait(&vm->sync_cond, &vm->lock);
+	pthread_mutex_unlock(&vm->lock);
+}
+
+int uzs_region_destroy(struct uzs_vm *vm, void *addr, size_t bytes)
+{
+	size_t len = (bytes + VM_PAGE - 1) & ~(size_t)(VM_PAGE - 1);
+
+	if (!vm || !addr || ((uintptr_t)addr & (VM_PAGE - 1)))
+		return -EINVAL;
+	if (munmap(addr, len) < 0)
+		return -errno;
+	/* munmap returns once the fault thread has read the unmap event; wait until it has
+	 * also freed the slots, so the caller sees the memory given back */
+	uzs_vm_sync(vm);
+	return 0;
+}
+
+int vm_attach_remote(struct uzs_vm *vm, const struct vm_remote *r)
+{
+	struct vm_space *s = NULL;
+	int err;
+
+	pthread_mutex_lock(&vm->lock);
+	if (r->fork_parent) { /* the fork event made its space already */
+		for (s = vm->spaces; s; s = s->next)
+			if (!s->dead && s->fork_parent == r->fork_parent && !s->pid)
+				break;
+		if (!s) {
+			pthread_mutex_unlock(&vm->lock);
+			return -EAGAIN;
+		}
+		if (r->uffd >= 0)
+			close(r->uffd);
+	} else {
+		fcntl(r->uffd, F_SETFL, O_NONBLOCK);
+		s = space_new(vm, r->uffd);
+		if (!s || (err = uffd_handshake(r->uffd, UFFD_MANAGED_FEATURES)) < 0 ||
+		    (err = space_add(vm, s)) < 0) {
+			pthread_mutex_unlock(&vm->lock);
+			if (s)
+				space_free(s);
+			return s ? err : -ENOMEM;
+		}
+	}
+	s->pid = r->pid;
+	s->sock = r->sock;
+	err = space_setup_staging(s, r->staging, r->staging_slots);
+	if (!err)
+		err = intervals_add(&s->excluded, r->stack, r->stack + r->stack_len);
+	pthread_mutex_unlock(&vm->lock);
+	if (!err)
+		err = vm_scan_maps(vm, s);
+	return err;
+}
+
+unsigned vm_live_spaces(struct uzs_vm *vm)
+{
+	unsigned n = 0;
+
+	pthread_mutex_lock(&vm->lock);
+	for (struct vm_space *s = vm->spaces; s; s = s->next)
+		n += !s->dead && !s->self;
+	pthread_mutex_unlock(&vm->lock);
+	return n;
+}
+
+void uzs_vm_get_stats(struct uzs_vm *vm, struct uzs_vm_stats *st)
+{
+	memset(st, 0, sizeof(*st));
+	st->faults = atomic_load(&vm->st.faults);
+	st->zero_fills = atomic_load(&vm->st.zero_fills);
+	st->swapins = atomic_load(&vm->st.swapins);
+	st->staged_refaults = atomic_load(&vm->st.staged_refaults);
+	st->readahead_pages = atomic_load(&vm->st.readahead_pages);
+	st->evicted = atomic_load(&vm->st.evicted);
+	st->evict_shared = atomic_load(&vm->st.evict_shared);
+	st->waits = atomic_load(&vm->st.waits);
+	st->budget_overruns = atomic_load(&vm->st.budget_overruns);
+	st->swapin_errors = atomic_load(&vm->st.swapin_errors);
+	pthread_mutex_lock(&vm->lock);
+	for (struct vm_space *s = vm->spaces; s; s = s->next) {
+		st->resident_pages += (uint64_t)s->charged;
+		st->staged_pages += (uint64_t)s->nstaged;
+		st->spaces += !s->dead && !s->self;
+	}
+	pthread_mutex_unlock(&vm->lock);
+}
+
+int uzs_vm_print_stats(struct uzs_vm *vm, FILE *out)
+{
+	struct uzs_vm_stats st;
+
+	uzs_vm_get_stats(vm, &st);
+	return fprintf(out,
+		       "faults %llu\nzero_fills %llu\npswpin %llu\nstaged_refaults %llu\n"
+		       "readahead_pages %llu\npswpout %llu\nevict_shared %llu\nwaits %llu\n"
+		       "budget_overruns %llu\nswapin_errors %llu\nresident_pages %llu\n"
+		       "staged_pages %llu\nprocesses %llu\n",
+		       (unsigned long long)st.faults, (unsigned long long)st.zero_fills,
+		       (unsigned long long)st.swapins, (unsigned long long)st.staged_refaults,
+		       (unsigned long long)st.readahead_pages, (unsigned long long)st.evicted,
+		       (unsigned long long)st.evict_shared, (unsigned long long)st.waits,
+		       (unsigned long long)st.budget_overruns, (unsigned long long)st.swapin_errors,
+		       (unsigned long long)st.resident_pages, (unsigned long long)st.staged_pages,
+		       (unsigned long long)st.spaces) < 0 ? -EIO : 0;
+}

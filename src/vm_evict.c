@@ -1,0 +1,566 @@
+/*
+ * vm_evict — the transparent mode's eviction thread and its policy.
+ *
+ * Policy (what user space can see of page use, as the kernel's two LRU lists):
+ *  - A page brought in by a fault goes on the inactive list, in fault order.
+ *  - Eviction takes the oldest inactive pages and moves them out of the program with
+ *    UFFDIO_MOVE into a staging range, uncompressed. The move is atomic: a write that
+ *    races it either lands before (and is moved with the page) or faults after (and waits
+ *    for the page to come back). Nothing is compressed while the program can write it.
+ *  - Staged pages wait there (about STAGE_TARGET of them): one touched again meanwhile is
+ *    copied back without decompression and goes to the active list (the second chance,
+ *    like the kernel's inactive list). Only the oldest staged pages are compressed.
+ *  - A page that faults back from the engine soon after it left (its refault distance,
+ *    in evictions, is below half the budget) goes to the active list too: it is part of
+ *    the working set (the kernel's workingset refault detection).
+ *  - The active list is demoted into the inactive one, oldest first, when it passes half
+ *    of the budget or when nothing inactive is left.
+ *
+ * Watermarks (as kswapd's): eviction starts when the group's room falls below
+ * max(budget/32, 64 pages) and goes on until it is above max(budget/16, 128 pages); a
+ * fault that does not fit waits for it.
+ */
+#define _GNU_SOURCE
+#include "vm_internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "engine.h"
+#include "uffd.h"
+
+#define AGENT_TIMEOUT_MS 2000
+#define SCAN_INTERVAL_NS 5000000ull /* 5 ms between looks at a process's mappings */
+
+static struct uzs_group *vm_group(struct uzs_vm *vm)
+{
+	return vm->group ? vm->group : uzs_root_group(vm->uzs);
+}
+
+long vm_headroom_pages(struct uzs_vm *vm)
+{
+	int64_t room = uzs_group_memory_room(vm_group(vm));
+
+	if (room == INT64_MAX)
+		return LONG_MAX / 2;
+	return (long)(room / (int64_t)VM_PAGE);
+}
+
+static long budget_pages(struct uzs_vm *vm)
+{
+	struct uzs_group_stats st;
+
+	if (uzs_group_get_stats(vm_group(vm), &st) < 0 || st.memory_max == UZS_MAX)
+		return LONG_MAX / 2;
+	return (long)(st.memory_max / VM_PAGE);
+}
+
+/* ---- the agent: moves and discards inside the process ---- */
+
+static int agent_call(struct vm_space *s, struct agent_req *req, struct agent_reply *rep)
+{
+	size_t len = offsetof(struct agent_req, addr) +
+		     req->n * (req->op == AGENT_MOVE_OUT ? 2 : 1) * sizeof(uint64_t);
+	struct pollfd pfd = { .fd = s->sock, .events = POLLIN };
+	ssize_t n;
+
+	if (send(s->sock, req, len, MSG_NOSIGNAL) != (ssize_t)len)
+		return -EPIPE;
+	if (poll(&pfd, 1, AGENT_TIMEOUT_MS) != 1) {
+		s->unresponsive = true; /* stopped (SIGSTOP): leave it alone for now */
+		return -ETIMEDOUT;
+	}
+	n = recv(s->sock, rep, sizeof(*rep), 0);
+	return n > 0 ? 0 : -EPIPE;
+}
+
+/* Move each page src[i] to staging dst[i]; res[i] = 0 or -errno. */
+static int move_out(struct vm_space *s, const uint64_t *src, const uint64_t *dst, unsigned n,
+		    int *res)
+{
+	struct agent_req req = { .op = AGENT_MOVE_OUT, .n = n };
+	struct agent_reply rep;
+	int r;
+
+	if (s->self) {
+		for (unsigned i = 0; i < n; i++) {
+			long m = uffd_move(s->staging_uffd, dst[i], src[i], VM_PAGE, 0);
+
+			res[i] = m == VM_PAGE ? 0 : (m < 0 ? (int)m : -EAGAIN);
+		}
+		return 0;
+	}
+	for (unsigned i = 0; i < n; i++) {
+		req.addr[2 * i] = src[i];
+		req.addr[2 * i + 1] = dst[i];
+	}
+	if ((r = agent_call(s, &req, &rep)) < 0)
+		return r;
+	for (unsigned i = 0; i < n; i++)
+		res[i] = rep.result[i];
+	return 0;
+}
+
+static int discard_pages(struct vm_space *s, const uint32_t *slots, unsigned n)
+{
+	struct agent_req req = { .op = AGENT_DISCARD, .n = n };
+	struct agent_reply rep;
+
+	if (s->self) {
+		for (unsigned i = 0; i < n; i++)
+			madvise((void *)(s->staging + (uintptr_t)slots[i] * VM_PAGE), VM_PAGE,
+				MADV_DONTNEED);
+		return 0;
+	}
+	for (unsigned i = 0; i < n; i++)
+		req.addr[i] = s->staging + (uintptr_t)slots[i] * VM_PAGE;
+	return agent_call(s, &req, &rep);
+}
+
+/* Called with vm->lock held; for a remote space the agent call happens under it too,
+ * which is bounded by AGENT_TIMEOUT_MS and never waits on the fault thread. */
+void space_flush_discards(struct vm_space *s)
+{
+	while (s->ndiscard) {
+		unsigned n = s->ndiscard < AGENT_BATCH ? s->ndiscard : AGENT_BATCH;
+		uint32_t *batch = s->discard + s->ndiscard - n;
+
+		if (discard_pages(s, batch, n) < 0)
+			return;
+		for (unsigned i = 0; i < n; i++)
+			s->free_slots[s->nfree++] = batch[i];
+		s->ndiscard -= n;
+		space_charge(s, -(long)n);
+	}
+}
+
+/* ---- choosing victims ---- */
+
+/* The oldest page of q still resident and still standing for that entry. */
+static bool pop_resident(struct vm_space *s, struct fifo *q, bool active, uint64_t *pg)
+{
+	struct qent e;
+
+	while (fifo_pop(q, &e)) {
+		struct vpage *p = ptable_get(&s->pt, e.pg, false);
+
+		if (p && vp_kind(p) == VP_RESIDENT && p->qseq == e.qseq &&
+		    !!(p->val & VP_ACTIVE) == active && !(p->val & VP_UNCHARGED)) {
+			*pg = e.pg;
+			return true;
+		}
+	}
+	return false;
+}
+
+/* Keep the active list within half the budget: its oldest pages go inactive. */
+static void balance_lists(struct vm_space *s, long budget, unsigned want)
+{
+	uint64_t pg;
+
+	while ((s->nactive > budget / 2 || s->inactive.len < want) &&
+	       pop_resident(s, &s->active, true, &pg)) {
+		struct vpage *p = ptable_get(&s->pt, pg, false);
+
+		s->nactive--;
+		space_enqueue(s, pg, p, false);
+	}
+}
+
+struct batch {
+	unsigned n;
+	uint64_t pg[EVICT_BATCH];
+	uint64_t src[EVICT_BATCH], dst[EVICT_BATCH];
+	uint32_t slot[EVICT_BATCH];
+	int res[EVICT_BATCH];
+};
+
+static void pick_victims(struct vm_space *s, long budget, struct batch *b)
+{
+	uint64_t pg;
+
+	b->n = 0;
+	balance_lists(s, budget, EVICT_BATCH);
+	while (b->n < EVICT_BATCH && s->nfree > STAGE_TARGET / 2 &&
+	       pop_resident(s, &s->inactive, false, &pg)) {
+		struct vpage *p = ptable_get(&s->pt, pg, false);
+		uint32_t slot = s->free_slots[--s->nfree];
+
+		/* off the lists while it moves; faults on it wait (it may be gone already) */
+		vp_set(p, VP_RESIDENT, VP_BUSY, slot);
+		p->qseq = 0;
+		s->slot_owner[slot] = pg;
+		b->pg[b->n] = pg;
+		b->slot[b->n] = slot;
+		b->src[b->n] = pg_addr(pg);
+		b->dst[b->n] = s->staging + (uintptr_t)slot * VM_PAGE;
+		b->n++;
+	}
+}
+
+/* Where each moved page is now (mremap may have moved its state, munmap dropped it),
+ * and what became of it. */
+static void settle_moves(struct vm_space *s, struct batch *b, int err)
+{
+	struct uzs_vm *vm = s->vm;
+
+	for (unsigned i = 0; i < b->n; i++) {
+		uint32_t slot = b->slot[i];
+		uint64_t pg = s->slot_owner[slot];
+		struct vpage *p = pg ? ptable_get(&s->pt, pg, false) : NULL;
+		bool still = p && vp_kind(p) == VP_RESIDENT && (p->val & VP_BUSY) &&
+			     vp_payload(p) == slot;
+		int r = err ? err : b->res[i];
+
+		if (!r && still) {
+			vp_set(p, VP_STAGED, 0, slot);
+			p->qseq = ++s->qseq;
+			fifo_push(&s->staged, slot, p->qseq);
+			s->nstaged++;
+			atomic_fetch_add(&vm->st.evicted, 1);
+		} else if (!r) { /* moved, but unmapped meanwhile (and uncharged then) */
+			s->slot_owner[slot] = 0;
+			space_charge(s, 1); /* the discard takes it off again */
+			s->discard[s->ndiscard++] = slot;
+		} else {
+			s->slot_owner[slot] = 0;
+			s->free_slots[s->nfree++] = slot;
+			if (r == -EBUSY)
+				atomic_fetch_add(&vm->st.evict_shared, 1);
+			if (still) { /* shared, or busy in the kernel: try again later */
+				vp_set(p, VP_RESIDENT, 0, 0);
+				space_enqueue(s, pg, p, r == -EBUSY);
+			}
+		}
+	}
+}
+
+/* ---- compressing the oldest staged pages ---- */
+
+struct commit {
+	unsigned n;
+	uint32_t slot[EVICT_BATCH];
+	uint64_t pg[EVICT_BATCH];
+	uzs_slot_t sw[EVICT_BATCH];
+	int res[EVICT_BATCH];
+};
+
+static void pick_commits(struct vm_space *s, bool all, struct commit *c)
+{
+	struct qent e;
+
+	c->n = 0;
+	while (c->n < EVICT_BATCH && (all || s->nstaged > (long)STAGE_TARGET) &&
+	       fifo_pop(&s->staged, &e)) {
+		uint32_t slot = (uint32_t)e.pg;
+		uint64_t pg = s->slot_owner[slot];
+		struct vpage *p = pg ? ptable_get(&s->pt, pg, false) : NULL;
+
+		if (!p || vp_kind(p) != VP_STAGED || vp_payload(p) != slot || p->qseq != e.qseq ||
+		    (p->val & VP_BUSY))
+			continue; /* touched again, unmapped, or the slot was reused meanwhile */
+		p->val |= VP_BUSY;
+		c->slot[c->n] = slot;
+		c->pg[c->n] = pg;
+		c->n++;
+	}
+}
+
+static void compress_commits(struct vm_space *s, struct commit *c)
+{
+	struct uzs_vm *vm = s->vm;
+	unsigned char *page = vm->evict_buf;
+
+	for (unsigned i = 0; i < c->n; i++) {
+		const void *src = (void *)(s->staging + (uintptr_t)c->slot[i] * VM_PAGE);
+
+		if (!s->self) {
+			c->res[i] = space_read_staged(s, c->slot[i], page);
+			src = page;
+			if (c->res[i] < 0)
+				continue;
+		}
+		c->res[i] = uzs_swap_out(vm->uzs, vm->group, src, &c->sw[i]);
+	}
+}
+
+static void settle_commits(struct vm_space *s, struct commit *c)
+{
+	for (unsigned i = 0; i < c->n; i++) {
+		struct vpage *p = ptable_get(&s->pt, c->pg[i], false);
+		bool still = p && vp_kind(p) == VP_STAGED && vp_payload(p) == c->slot[i];
+
+		if (c->res[i] < 0) {
+			if (still) { /* the engine refused it: keep it staged, try later */
+				p->val &= ~VP_BUSY;
+				p->qseq = ++s->qseq;
+				fifo_push(&s->staged, c->slot[i], p->qseq);
+			}
+			continue;
+		}
+		if (still) {
+			vp_set(p, VP_SWAPPED, 0, c->sw[i]);
+			p->evicted_at = s->vm->evict_clock++;
+			s->nstaged--;
+		} else {
+			uzs_free(s->vm->uzs, c->sw[i]); /* unmapped while being compressed */
+		}
+		s->slot_owner[c->slot[i]] = 0;
+		s->discard[s->ndiscard++] = c->slot[i];
+	}
+}
+
+/* One round on one space: stage a batch of victims, compress a batch of the oldest
+ * staged pages, discard what was compressed. Returns the pages handled. */
+static unsigned evict_round(struct uzs_vm *vm, struct vm_space *s, long budget)
+{
+	struct batch b;
+	struct commit c;
+	int err = 0;
+
+	pick_victims(s, budget, &b);
+	pick_commits(s, b.n == 0, &c);
+	s->evicting = true;
+	pthread_mutex_unlock(&vm->lock);
+	if (b.n)
+		err = move_out(s, b.src, b.dst, b.n, b.res);
+	compress_commits(s, &c);
+	pthread_mutex_lock(&vm->lock);
+	s->evicting = false;
+	settle_moves(s, &b, err);
+	settle_commits(s, &c);
+	if (err == -EPIPE)
+		s->dead = true;
+	space_flush_discards(s);
+	return b.n + c.n;
+}
+
+/* The space with the most pages charged that can evict now. */
+static struct vm_space *biggest_space(struct uzs_vm *vm)
+{
+	struct vm_space *best = NULL;
+
+	for (struct vm_space *s = vm->spaces; s; s = s->next)
+		if (!s->dead && !s->unresponsive && s->staging && (s->self || s->sock >= 0) &&
+		    (!best || s->charged > best->charged))
+			best = s;
+	return best;
+}
+
+/* The group's compressed pages count against its budget as the kernel charges zswap to
+ * the memory cgroup: past half the budget, the oldest go to the swap file. */
+static void shrink_compressed(struct uzs_vm *vm, long budget)
+{
+	struct uzs_group_stats st;
+
+	if (vm->group && uzs_group_get_stats(vm->group, &st) == 0 &&
+	    st.zswap > (uint64_t)budget * VM_PAGE / 2) {
+		pthread_mutex_unlock(&vm->lock);
+		uzs_group_shrink(vm->group, EVICT_BATCH);
+		pthread_mutex_lock(&vm->lock);
+	}
+}
+
+static void evict_to_low_watermark(struct uzs_vm *vm)
+{
+	long budget = budget_pages(vm);
+	long high = budget / 32 > 64 ? budget / 32 : 64;
+	long low = budget / 16 > 128 ? budget / 16 : 128;
+	unsigned idle = 0;
+
+	if (budget >= LONG_MAX / 2 || vm_headroom_pages(vm) >= high)
+		return;
+	while (!vm->stop && vm_headroom_pages(vm) < low && idle < 3) {
+		struct vm_space *s = biggest_space(vm);
+
+		shrink_compressed(vm, budget);
+		if (!s || !evict_round(vm, s, budget))
+			idle++;
+		vm_kick_faults(vm);
+	}
+}
+
+/* ---- the processes' mappings ---- */
+
+static bool manageable(const char *perms, unsigned long inode, const char *path)
+{
+	return !strcmp(perms, "rw-p") && inode == 0 && (!*path || !strcmp(path, "[heap]"));
+}
+
+/* Pages present in [start, end) at registration: they are resident already. */
+static void adopt_present(struct vm_space *s, uintptr_t start, uintptr_t end)
+{
+	char path[64];
+	uint64_t ent[512];
+	int fd;
+	long n = 0;
+
+	snprintf(path, sizeof(path), "/proc/%d/pagemap", (int)s->pid);
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+		return;
+	for (uintptr_t a = start; a < end; a += sizeof(ent) / 8 * VM_PAGE) {
+		size_t cnt = (end - a) / VM_PAGE < 512 ? (end - a) / VM_PAGE : 512;
+		ssize_t got = pread(fd, ent, cnt * 8, (off_t)(a / VM_PAGE * 8));
+
+		for (ssize_t i = 0; i < got / 8; i++) {
+			struct vpage *p;
+
+			if (!(ent[i] >> 63) || !(p = ptable_get(&s->pt, a / VM_PAGE + (uint64_t)i, true)) ||
+			    p->val)
+				continue;
+			vp_set(p, VP_RESIDENT, 0, 0);
+			space_enqueue(s, a / VM_PAGE + (uint64_t)i, p, false);
+			n++;
+		}
+	}
+	close(fd);
+	space_charge(s, n);
+}
+
+/* Register [start, end) minus what is registered already. */
+static void register_new(struct vm_space *s, uintptr_t start, uintptr_t end)
+{
+	uintptr_t at = start;
+
+	while (at < end) {
+		uintptr_t next = end;
+		bool covered = false;
+
+		for (size_t i = 0; i < s->registered.n; i++) {
+			struct interval *x = &s->registered.v[i];
+
+			if (x->start <= at && x->end > at) {
+				at = x->end;
+				covered = true;
+				break;
+			}
+			if (x->start > at && x->start < next)
+				next = x->start;
+		}
+		if (covered)
+			continue;
+		if (uffd_register_missing(s->uffd, at, next - at) == 0) {
+			intervals_add(&s->registered, at, next);
+			adopt_present(s, at, next);
+		} else {
+			intervals_add(&s->excluded, at, next); /* not for us: do not retry */
+		}
+		at = next;
+	}
+}
+
+int vm_scan_maps(struct uzs_vm *vm, struct vm_space *s)
+{
+	char path[64], line[512];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/maps", (int)s->pid);
+	if (!(f = fopen(path, "re")))
+		return -errno;
+	pthread_mutex_lock(&vm->lock);
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long start, end, inode;
+		char perms[8], pathname[256] = "";
+
+		if (sscanf(line, "%lx-%lx %7s %*s %*s %lu %255s", &start, &end, perms, &inode,
+			   pathname) < 4)
+			continue;
+		if (manageable(perms, inode, pathname) && !intervals_overlap(&s->excluded, start, end))
+			register_new(s, start, end);
+	}
+	pthread_mutex_unlock(&vm->lock);
+	fclose(f);
+	return 0;
+}
+
+/* ---- the thread ---- */
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* A process whose agent socket hung up has exited (or exec'd: the socket is CLOEXEC). */
+static bool hung_up(struct vm_space *s)
+{
+	struct pollfd pfd = { .fd = s->sock, .events = POLLIN | POLLRDHUP };
+
+	return poll(&pfd, 1, 0) == 1 && (pfd.revents & (POLLHUP | POLLRDHUP | POLLERR));
+}
+
+static void look_at_processes(struct uzs_vm *vm)
+{
+	struct vm_space *todo[64];
+	unsigned n = 0;
+
+	pthread_mutex_lock(&vm->lock);
+	for (struct vm_space *s = vm->spaces; s; s = s->next) {
+		if (s->self || s->sock < 0 || s->dead)
+			continue;
+		if (hung_up(s)) {
+			s->dead = true;
+			continue;
+		}
+		s->unresponsive = false;
+		if (n < 64) {
+			s->evicting = true; /* keeps it from being reaped while we scan */
+			todo[n++] = s;
+		}
+	}
+	pthread_mutex_unlock(&vm->lock);
+	for (unsigned i = 0; i < n; i++)
+		vm_scan_maps(vm, todo[i]);
+	pthread_mutex_lock(&vm->lock);
+	for (unsigned i = 0; i < n; i++)
+		todo[i]->evicting = false;
+	pthread_mutex_unlock(&vm->lock);
+	vm_kick_faults(vm);
+}
+
+void *evict_main(void *arg)
+{
+	struct uzs_vm *vm = arg;
+	uint64_t last_scan = 0;
+
+	pthread_mutex_lock(&vm->lock);
+	while (!vm->stop) {
+		struct timespec until;
+
+		if (!vm->evict_kick) {
+			clock_gettime(CLOCK_REALTIME, &until);
+			until.tv_nsec += 2000000;
+			if (until.tv_nsec >= 1000000000) {
+				until.tv_sec++;
+				until.tv_nsec -= 1000000000;
+			}
+			pthread_cond_timedwait(&vm->evict_cond, &vm->lock, &until);
+		}
+		vm->evict_kick = false;
+		if (mono_ns() - last_scan > SCAN_INTERVAL_NS) {
+			pthread_mutex_unlock(&vm->lock);
+			look_at_processes(vm);
+			pthread_mutex_lock(&vm->lock);
+			last_scan = mono_ns();
+		}
+		evict_to_low_watermark(vm);
+		for (struct vm_space *s = vm->spaces; s; s = s->next)
+			if (!s->dead && s->ndiscard)
+				space_flush_discards(s);
+	}
+	pthread_mutex_unlock(&vm->lock);
+	engine_thread_cleanup();
+	return NULL;
+}

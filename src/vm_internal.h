@@ -1,0 +1,129 @@
+/*
+ * vm_internal — the structures shared by vm.c (threads, faults, events) and vm_evict.c
+ * (the eviction policy, the agent calls, the maps scan).
+ *
+ * Locking: vm->lock guards every space's table, queues and staging. The fault thread is
+ * the only one that changes pages that are not resident (NONE, SWAPPED) and the only one
+ * that handles the program's events, so it may decompress outside the lock; the eviction
+ * thread only takes resident pages and commits the staged ones it marked busy.
+ */
+#ifndef UZS_VM_INTERNAL_H
+#define UZS_VM_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "agent_proto.h"
+#include "vm.h"
+#include "vm_table.h"
+
+#define VM_PAGE 4096u
+#define RA_MAX 32u        /* pages swapped in ahead of a sequential fault */
+#define ZERO_AROUND 16u   /* pages zero-filled ahead of a sequential first touch */
+#define EVICT_BATCH AGENT_BATCH
+#define STAGE_TARGET 128u /* pages kept staged (uncompressed) for a second chance */
+
+struct interval {
+	uintptr_t start, end;
+};
+
+struct intervals {
+	struct interval *v;
+	size_t n, cap;
+};
+
+struct vm_space {
+	struct uzs_vm *vm;
+	struct vm_space *next;
+	pid_t pid;       /* 0 until a forked child's agent says hello */
+	bool self;       /* this process: moves and discards are direct calls */
+	int uffd;        /* managed ranges */
+	int staging_uffd; /* self only: the staging range (remote: the agent holds it) */
+	int sock;        /* remote: the agent; -1 when none (yet) */
+	pid_t fork_parent;
+
+	struct ptable pt;
+	struct fifo inactive, active;
+	struct fifo staged; /* staging slots in the order they were filled */
+	uint32_t qseq;
+	long charged;    /* pages charged to the group: resident + staging */
+	long nactive, nstaged;
+
+	uintptr_t staging;
+	unsigned staging_slots;
+	uint64_t *slot_owner;   /* page number staged in each slot; 0: free */
+	uint32_t *free_slots;
+	unsigned nfree;
+	uint32_t *discard;      /* slots whose pages wait to be discarded */
+	unsigned ndiscard;
+
+	struct intervals registered, excluded;
+	uint64_t last_fault_end; /* the page after the last window brought in */
+	unsigned ra_window;
+
+	bool dead;      /* the process exited: reap when no thread uses it */
+	bool evicting;  /* the eviction thread works on it outside the lock */
+	bool unresponsive;
+};
+
+struct pending_fault {
+	struct vm_space *space;
+	uintptr_t addr;
+	uint64_t since_ns;
+};
+
+struct uzs_vm {
+	struct uzs *uzs;
+	struct uzs_group *group;
+	pthread_mutex_t lock;
+	struct vm_space *spaces;
+	struct vm_space *self;
+
+	int epfd;
+	int kick_fd; /* eventfd: wakes the fault thread (room made, new space, stop) */
+	pthread_t fault_thread, evict_thread;
+	pthread_cond_t evict_cond;
+	bool evict_kick, stop;
+	uint64_t sync_req, sync_done; /* uzs_vm_sync: loops of the fault thread asked, done */
+	pthread_cond_t sync_cond;
+
+	struct pending_fault *pending;
+	size_t npending, pending_cap;
+
+	unsigned char *buf;  /* fault thread: pages being installed */
+	unsigned char *zero; /* ZERO_AROUND zero pages */
+	unsigned char *evict_buf; /* eviction thread: a staged page read from a process */
+	uint32_t evict_clock;
+
+	struct {
+		_Atomic uint64_t faults, zero_fills, swapins, staged_refaults, readahead_pages,
+			evicted, evict_shared, waits, budget_overruns, swapin_errors;
+	} st;
+};
+
+static inline uintptr_t pg_addr(uint64_t pg)
+{
+	return (uintptr_t)pg * VM_PAGE;
+}
+
+/* vm.c */
+void vm_kick_faults(struct uzs_vm *vm);
+void space_charge(struct vm_space *s, long nr);
+void space_enqueue(struct vm_space *s, uint64_t pg, struct vpage *p, bool active);
+int intervals_add(struct intervals *iv, uintptr_t start, uintptr_t end);
+void intervals_remove(struct intervals *iv, uintptr_t start, uintptr_t end);
+bool intervals_overlap(const struct intervals *iv, uintptr_t start, uintptr_t end);
+/* Read staged page slot into buf (remote: process_vm_readv). */
+int space_read_staged(struct vm_space *s, unsigned slot, void *buf);
+
+/* vm_evict.c */
+void *evict_main(void *arg);
+/* Pages the group may still take before passing its budget (negative: over). */
+long vm_headroom_pages(struct uzs_vm *vm);
+/* Drop the staging pages queued for discard (the eviction thread, or a self space). */
+void space_flush_discards(struct vm_space *s);
+
+#endif

@@ -1,0 +1,374 @@
+/* The transparent mode's regions: faults served by uzswap under a group's budget, the
+ * program's own memory calls, and fork. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "helpers.h"
+
+#define PG 4096u
+#define MB (1u << 20)
+
+struct fixture {
+	struct uzs *uzs;
+	struct uzs_group *g;
+	struct uzs_vm *vm;
+};
+
+static struct fixture start(uint64_t budget)
+{
+	struct fixture f = { .uzs = open_pool(0) };
+
+	CHECK_EQ(uzs_group_create(f.uzs, NULL, "prog", &f.g), 0);
+	CHECK_EQ(uzs_group_set_memory_max(f.g, budget), 0);
+	CHECK_EQ(uzs_vm_start(f.uzs, f.g, &f.vm), 0);
+	return f;
+}
+
+static void stop(struct fixture *f)
+{
+	uzs_vm_stop(f->vm);
+	CHECK_EQ(estats(f->uzs).swap_slots_used, 0); /* every slot given back */
+	uzs_close(f->uzs);
+}
+
+static struct uzs_vm_stats vstats(struct fixture *f)
+{
+	struct uzs_vm_stats st;
+
+	uzs_vm_get_stats(f->vm, &st);
+	return st;
+}
+
+static struct uzs_group_stats gstats(struct fixture *f)
+{
+	struct uzs_group_stats st;
+
+	uzs_group_get_stats(f->g, &st);
+	return st;
+}
+
+/* A page's worth of words that depend on the page and a generation. */
+static void fill(unsigned char *page, uint64_t pg, uint64_t gen)
+{
+	uint64_t *w = (uint64_t *)page;
+
+	for (unsigned i = 0; i < PG / 8; i++)
+		w[i] = (i % 7 == 0) ? pg * 1000003u + gen : (i & 0xff); /* compressible */
+}
+
+static bool same(const unsigned char *page, uint64_t pg, uint64_t gen)
+{
+	const uint64_t *w = (const uint64_t *)page;
+
+	for (unsigned i = 0; i < PG / 8; i++)
+		if (w[i] != ((i % 7 == 0) ? pg * 1000003u + gen : (i & 0xff)))
+			return false;
+	return true;
+}
+
+/* Is the page mapped now (mincore: no fault taken)? */
+static bool resident(const void *addr)
+{
+	unsigned char v = 0;
+
+	mincore((void *)((uintptr_t)addr & ~(uintptr_t)(PG - 1)), PG, &v);
+	return v & 1;
+}
+
+static unsigned count_bad(unsigned char *r, size_t pages, uint64_t gen)
+{
+	unsigned bad = 0;
+
+	for (size_t i = 0; i < pages; i++)
+		bad += !same(r + i * PG, i, gen);
+	return bad;
+}
+
+static void region_reads_zeros_until_written(void)
+{
+	struct fixture f = start(64 * MB);
+	unsigned char *r;
+	unsigned nonzero = 0;
+
+	CHECK_EQ(uzs_region_create(f.vm, 8 * MB, (void **)&r), 0);
+	for (size_t i = 0; i < 8 * MB; i += 512)
+		nonzero += r[i] != 0;
+	CHECK_EQ(nonzero, 0);
+	CHECK(vstats(&f).zero_fills >= 1);
+	CHECK_EQ(uzs_region_destroy(f.vm, r, 8 * MB), 0);
+	stop(&f);
+}
+
+/* 4x the budget written, then read back: everything byte-exact, pages went through the
+ * engine, and the group ended within its budget. */
+static void region_round_trip_over_budget(void)
+{
+	struct fixture f = start(8 * MB);
+	size_t pages = 32 * MB / PG;
+	unsigned char *r;
+	struct uzs_group_stats gs;
+
+	CHECK_EQ(uzs_region_create(f.vm, pages * PG, (void **)&r), 0);
+	for (size_t i = 0; i < pages; i++)
+		fill(r + i * PG, i, 1);
+	CHECK_EQ(count_bad(r, pages, 1), 0);
+	CHECK_EQ(count_bad(r, pages, 1), 0);
+	gs = gstats(&f);
+	CHECK(vstats(&f).evicted > pages);
+	CHECK(vstats(&f).swapins > pages / 2);
+	CHECK(gs.zswpout > 0);
+	CHECK(gs.memory_current <= gs.memory_max);
+	CHECK_EQ(uzs_region_destroy(f.vm, r, pages * PG), 0);
+	CHECK_EQ(gstats(&f).zswap, 0);
+	stop(&f);
+}
+
+struct worker {
+	unsigned char *base;
+	size_t first, pages;
+	unsigned rounds;
+	unsigned bad;
+};
+
+static void *work(void *arg)
+{
+	struct worker *w = arg;
+
+	for (unsigned g = 1; g <= w->rounds; g++) {
+		for (size_t i = w->first; i < w->first + w->pages; i++) {
+			if (g > 1 && !same(w->base + i * PG, i, g - 1))
+				w->bad++;
+			fill(w->base + i * PG, i, g);
+		}
+	}
+	return NULL;
+}
+
+static void region_threads_share_budget(void)
+{
+	struct fixture f = start(8 * MB);
+	size_t pages = 24 * MB / PG;
+	struct worker w[4];
+	pthread_t t[4];
+	unsigned char *r;
+
+	CHECK_EQ(uzs_region_create(f.vm, pages * PG, (void **)&r), 0);
+	for (int i = 0; i < 4; i++) {
+		w[i] = (struct worker){ r, i * pages / 4, pages / 4, 3, 0 };
+		pthread_create(&t[i], NULL, work, &w[i]);
+	}
+	for (int i = 0; i < 4; i++) {
+		pthread_join(t[i], NULL);
+		CHECK_EQ(w[i].bad, 0);
+	}
+	CHECK_EQ(count_bad(r, pages, 3), 0);
+	CHECK(vstats(&f).evicted > 0);
+	CHECK_EQ(uzs_region_destroy(f.vm, r, pages * PG), 0);
+	stop(&f);
+}
+
+/* Writers hammer counters in pages that eviction keeps taking away: every increment must
+ * be there at the end (eviction moves the page atomically before compressing it). */
+struct hammer {
+	uint64_t *base;
+	size_t pages, stride;
+	unsigned id, iters;
+};
+
+static void *hammer(void *arg)
+{
+	struct hammer *h = arg;
+	uint64_t x = h->id + 1;
+
+	for (unsigned i = 0; i < h->iters; i++) {
+		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+		h->base[(x % h->pages) * h->stride + h->id]++;
+	}
+	return NULL;
+}
+
+static void no_lost_writes(void)
+{
+	struct fixture f = start(4 * MB);
+	size_t pages = 16 * MB / PG;
+	struct hammer h[4];
+	pthread_t t[4];
+	uint64_t *r, sum = 0;
+
+	CHECK_EQ(uzs_region_create(f.vm, pages * PG, (void **)&r), 0);
+	for (unsigned i = 0; i < 4; i++) {
+		h[i] = (struct hammer){ r, pages, PG / 8, i, 200000 };
+		pthread_create(&t[i], NULL, hammer, &h[i]);
+	}
+	for (unsigned i = 0; i < 4; i++)
+		pthread_join(t[i], NULL);
+	for (size_t p = 0; p < pages; p++)
+		for (unsigned i = 0; i < 4; i++)
+			sum += r[p * (PG / 8) + i];
+	CHECK_EQ(sum, 4 * 200000);
+	CHECK(vstats(&f).evicted > 0);
+	CHECK_EQ(uzs_region_destroy(f.vm, r, pages * PG), 0);
+	stop(&f);
+}
+
+/* read(2) into an evicted page: the kernel's own access faults and is served. */
+static void syscall_into_evicted_page(void)
+{
+	struct fixture f = start(4 * MB);
+	size_t pages = 16 * MB / PG;
+	unsigned char *r;
+	int p[2];
+
+	CHECK_EQ(uzs_region_create(f.vm, pages * PG, (void **)&r), 0);
+	for (size_t i = 0; i < pages; i++)
+		fill(r + i * PG, i, 1);
+	CHECK(pipe(p) == 0);
+	CHECK_EQ(write(p[1], "uzswap", 6), 6);
+	CHECK(!resident(r)); /* the first page is long gone */
+	CHECK_EQ(read(p[0], r + 100, 6), 6);
+	CHECK(!memcmp(r + 100, "uzswap", 6));
+	CHECK_EQ(write(p[1], r + PG * 3, 64), 64); /* and out of another evicted page */
+	close(p[0]);
+	close(p[1]);
+	CHECK_EQ(uzs_region_destroy(f.vm, r, pages * PG), 0);
+	stop(&f);
+}
+
+/* Pages that were swapped out and then discarded (DONTNEED) or unmapped free their
+ * slots and read as zeros (DONTNEED) — the rest stay intact. */
+static void madvise_and_munmap_free_slots(void)
+{
+	struct fixture f = start(4 * MB);
+	size_t pages = 16 * MB / PG, half = pages / 2;
+	unsigned char *r;
+	uint64_t before;
+	unsigned nonzero = 0;
+
+	CHECK_EQ(uzs_region_create(f.vm, pages * PG, (void **)&r), 0);
+	for (size_t i = 0; i < pages; i++)
+		fill(r + i * PG, i, 1);
+	before = estats(f.uzs).swap_slots_used;
+	CHECK(before > half / 2);
+	CHECK_EQ(madvise(r, half * PG, MADV_DONTNEED), 0);
+	uzs_vm_sync(f.vm);
+	CHECK(estats(f.uzs).swap_slots_used < before);
+	for (size_t i = 0; i < half * PG; i += 256)
+		nonzero += r[i] != 0;
+	CHECK_EQ(nonzero, 0);
+	before = estats(f.uzs).swap_slots_used;
+	CHECK_EQ(munmap(r + half * PG, half / 2 * PG), 0); /* the third quarter */
+	uzs_vm_sync(f.vm);
+	CHECK(estats(f.uzs).swap_slots_used < before);
+	for (size_t i = half + half / 2; i < pages; i++)
+		CHECK(same(r + i * PG, i, 1));
+	CHECK_EQ(uzs_region_destroy(f.vm, r + (half + half / 2) * PG, half / 2 * PG), 0);
+	CHECK_EQ(uzs_region_destroy(f.vm, r, half * PG), 0);
+	CHECK_EQ(estats(f.uzs).swap_slots_used, 0);
+	CHECK_EQ(gstats(&f).memory_current, 0);
+	stop(&f);
+}
+
+/* mremap moves evicted pages: their slots follow them to the new address. */
+static void mremap_moves_slots(void)
+{
+	struct fixture f = start(4 * MB);
+	size_t pages = 16 * MB / PG;
+	unsigned char *r, *moved, *hole;
+	unsigned bad = 0;
+
+	CHECK_EQ(uzs_region_create(f.vm, pages * PG, (void **)&r), 0);
+	for (size_t i = 0; i < pages; i++)
+		fill(r + i * PG, i, 1);
+	CHECK(vstats(&f).evicted > 0);
+	/* somewhere else for sure: reserve a hole and move over it */
+	hole = mmap(NULL, pages * PG, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	moved = mremap(r, pages * PG, pages * PG, MREMAP_MAYMOVE | MREMAP_FIXED, hole);
+	CHECK(moved == hole);
+	for (size_t i = 0; i < pages; i++)
+		bad += !same(moved + i * PG, i, 1);
+	CHECK_EQ(bad, 0);
+	CHECK_EQ(uzs_region_destroy(f.vm, moved, pages * PG), 0);
+	CHECK_EQ(estats(f.uzs).swap_slots_used, 0);
+	stop(&f);
+}
+
+/* After fork the child sees the memory as it was at fork time, evicted pages included,
+ * whatever the parent writes afterwards; the shared slots are freed once both are done. */
+static void fork_child_sees_fork_time_memory(void)
+{
+	struct fixture f = start(4 * MB);
+	size_t pages = 12 * MB / PG;
+	unsigned char *r;
+	int status = -1;
+	pid_t pid;
+
+	CHECK_EQ(uzs_region_create(f.vm, pages * PG, (void **)&r), 0);
+	for (size_t i = 0; i < pages; i++)
+		fill(r + i * PG, i, 1);
+	CHECK(vstats(&f).evicted > 0);
+	pid = fork();
+	if (pid == 0) {
+		usleep(200000); /* let the parent overwrite first */
+		_exit(count_bad(r, pages, 1) == 0 ? 0 : 1);
+	}
+	for (size_t i = 0; i < pages; i++)
+		fill(r + i * PG, i, 2);
+	CHECK_EQ(waitpid(pid, &status, 0), pid);
+	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	CHECK_EQ(count_bad(r, pages, 2), 0);
+	CHECK_EQ(uzs_region_destroy(f.vm, r, pages * PG), 0);
+	stop(&f);
+}
+
+/* A hot set that fits the budget stays in after warm-up, while cold pages stream by:
+ * fewer than 5% of hot accesses find their page gone. */
+static void hot_set_stays_resident(void)
+{
+	struct fixture f = start(16 * MB);
+	size_t hot = 5 * MB / PG, cold = 64 * MB / PG, misses = 0, hot_accesses = 0;
+	unsigned char *r;
+	uint64_t x = 12345;
+
+	CHECK_EQ(uzs_region_create(f.vm, (hot + cold) * PG, (void **)&r), 0);
+	for (int phase = 0; phase < 2; phase++) { /* warm-up, then measured */
+		for (unsigned i = 0; i < 400000; i++) {
+			x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+			if (i % 10 == 9) {
+				r[(hot + x % cold) * PG + 8]++;
+				continue;
+			}
+			if (phase == 1) {
+				hot_accesses++;
+				misses += !resident(r + (x % hot) * PG);
+			}
+			r[(x % hot) * PG]++;
+		}
+	}
+	fprintf(stderr, "  hot misses %zu of %zu\n", misses, hot_accesses);
+	CHECK(misses * 20 < hot_accesses);
+	CHECK(vstats(&f).evicted > cold / 2);
+	CHECK_EQ(uzs_region_destroy(f.vm, r, (hot + cold) * PG), 0);
+	stop(&f);
+}
+
+int main(void)
+{
+	RUN(region_reads_zeros_until_written);
+	RUN(region_round_trip_over_budget);
+	RUN(region_threads_share_budget);
+	RUN(no_lost_writes);
+	RUN(syscall_into_evicted_page);
+	RUN(madvise_and_munmap_free_slots);
+	RUN(mremap_moves_slots);
+	RUN(fork_child_sees_fork_time_memory);
+	RUN(hot_set_stays_resident);
+	return CHECK_DONE();
+}

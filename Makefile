@@ -26,14 +26,14 @@ LDLIBS := -llz4 -lzstd -llzo2 -lz -lsodium -pthread
 
 LIB_SRC := $(wildcard src/*.c)
 LIB_OBJ := $(LIB_SRC:src/%.c=$(BUILD)/obj/%.o)
-TOOL_SRC := $(wildcard tools/*.c)
+TOOL_SRC := $(filter-out tools/agent.c,$(wildcard tools/*.c))
 TOOL_OBJ := $(TOOL_SRC:tools/%.c=$(BUILD)/obj/tools/%.o)
 # Tests that need the fault-injection build run only there; the rest everywhere else.
 FAULT_TEST_SRC := tests/test_faults.c tests/test_races.c
 TEST_SRC := $(if $(FAULT),$(FAULT_TEST_SRC),$(filter-out $(FAULT_TEST_SRC),$(wildcard tests/test_*.c)))
 TESTS := $(TEST_SRC:tests/%.c=$(BUILD)/%)
 
-all: $(BUILD)/libuzswap.a $(BUILD)/uzswap $(TESTS) $(BUILD)/example
+all: $(BUILD)/libuzswap.a $(BUILD)/uzswap $(BUILD)/libuzswap-agent.so $(TESTS) $(BUILD)/example
 
 $(BUILD)/obj/%.o: src/%.c $(wildcard src/*.h include/*.h)
 	@mkdir -p $(dir $@)
@@ -48,6 +48,14 @@ $(BUILD)/libuzswap.a: $(LIB_OBJ)
 
 $(BUILD)/uzswap: $(TOOL_OBJ) $(BUILD)/libuzswap.a
 	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
+
+# The agent `uzswap run` preloads into programs: plain (no sanitizer runtime to impose
+# on them) and free of the engine. Bound at load (-z now): lazy binding would make its
+# thread read the dynamic linker's data, which may be evicted while it works.
+$(BUILD)/libuzswap-agent.so: tools/agent.c src/uffd.c src/uffd.h src/agent_proto.h
+	@mkdir -p $(dir $@)
+	$(CC) -O2 -g -std=gnu11 -Wall -Wextra -Werror -fPIC -shared -pthread -Wl,-z,now -Isrc \
+		tools/agent.c src/uffd.c -o $@
 
 $(BUILD)/test_%: tests/test_%.c $(wildcard tests/*.h) $(BUILD)/libuzswap.a
 	$(CC) $(CFLAGS) $(LDFLAGS) $< $(BUILD)/libuzswap.a -o $@ $(LDLIBS)

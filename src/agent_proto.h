@@ -14,6 +14,7 @@
 #define AGENT_ENV_SOCKET "UZSWAP_AGENT_SOCKET"
 #define AGENT_MAGIC 0x757a7377u /* "uzsw" */
 #define AGENT_BATCH 64u         /* pages per request */
+#define AGENT_PAGE 4096u
 #define AGENT_STAGING_SLOTS 1024u
 #define AGENT_STACK_BYTES (256u << 10)
 

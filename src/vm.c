@@ -249,25 +249,46 @@ static unsigned ahead(struct vm_space *s, uint64_t pg, unsigned max)
 	return s->ra_window;
 }
 
+/* Install n pages from buf at pg: all in one call when they lie in one mapping, else
+ * page by page. Returns how many were installed from the first on; *err says why the
+ * next one was not (-EAGAIN: a memory event is pending, read it first and retry). */
+static unsigned install(struct vm_space *s, uint64_t pg, const unsigned char *buf, unsigned n,
+			long *err)
+{
+	long r = uffd_copy(s->uffd, pg_addr(pg), buf, (uintptr_t)n * VM_PAGE);
+	unsigned done = r > 0 ? (unsigned)(r / VM_PAGE) : 0;
+
+	*err = 0;
+	while (done < n) {
+		r = uffd_copy(s->uffd, pg_addr(pg + done), buf + (size_t)done * VM_PAGE, VM_PAGE);
+		if (r != VM_PAGE) {
+			*err = r < 0 ? r : -EAGAIN;
+			break;
+		}
+		done++;
+	}
+	return done;
+}
+
 static int serve_zero(struct vm_space *s, uint64_t pg)
 {
 	struct uzs_vm *vm = s->vm;
 	unsigned n = window_of(s, pg, VP_NONE, ahead(s, pg, ZERO_AROUND));
-	long room = vm_headroom_pages(vm);
-	long r;
+	long room = vm_headroom_pages(vm), err;
 
 	if ((long)n > room)
 		n = room > 1 ? (unsigned)room : 1;
-	r = uffd_copy(s->uffd, pg_addr(pg), vm->zero, (uintptr_t)n * VM_PAGE);
-	if (r == -EEXIST && n > 1)
-		r = uffd_copy(s->uffd, pg_addr(pg), vm->zero, VM_PAGE);
-	if (r <= 0)
-		return r == -EEXIST ? uffd_wake(s->uffd, pg_addr(pg), VM_PAGE), 0 : (int)r;
-	n = (unsigned)(r / VM_PAGE);
+	n = install(s, pg, vm->zero, n, &err);
+	if (!n && err == -EAGAIN)
+		return DEFER;
+	if (!n) { /* there already (another thread's fault), or the mapping went away */
+		uffd_wake(s->uffd, pg_addr(pg), VM_PAGE);
+		return SERVED;
+	}
 	mark_resident(s, pg, n, false);
 	s->last_fault_end = pg + n;
 	atomic_fetch_add(&vm->st.zero_fills, n);
-	return 0;
+	return SERVED;
 }
 
 /* A page touched again soon after it left is part of the working set: the refault
@@ -280,13 +301,30 @@ static bool refault_is_hot(struct vm_space *s, const struct vpage *p)
 	return distance < (uint32_t)(budget > 0 ? budget / 2 : 0);
 }
 
+/* Pages decompressed but not installed (a pending event, the mapping changed): stored
+ * again, so nothing is lost; the fault is retried after the event. */
+static void restore_pages(struct vm_space *s, uint64_t pg, unsigned from, unsigned n)
+{
+	struct uzs_vm *vm = s->vm;
+
+	for (unsigned i = from; i < n; i++) {
+		struct vpage *p = ptable_get(&s->pt, pg + i, false);
+		uzs_slot_t slot;
+
+		if (uzs_swap_out(vm->uzs, vm->group, vm->buf + (size_t)i * VM_PAGE, &slot) == 0)
+			vp_set(p, VP_SWAPPED, 0, slot);
+		else
+			atomic_fetch_add(&vm->st.swapin_errors, 1);
+	}
+}
+
 static int serve_swapped(struct vm_space *s, uint64_t pg)
 {
 	struct uzs_vm *vm = s->vm;
-	unsigned n = window_of(s, pg, VP_SWAPPED, ahead(s, pg, RA_MAX)), got = 0;
+	unsigned n = window_of(s, pg, VP_SWAPPED, ahead(s, pg, RA_MAX)), got = 0, done;
 	uzs_slot_t slots[RA_MAX];
 	bool hot = refault_is_hot(s, ptable_get(&s->pt, pg, false));
-	long r;
+	long err;
 
 	for (unsigned i = 0; i < n; i++)
 		slots[i] = vp_payload(ptable_get(&s->pt, pg + i, false));
@@ -296,24 +334,27 @@ static int serve_swapped(struct vm_space *s, uint64_t pg)
 		if (uzs_swap_in(vm->uzs, slots[got], vm->buf + (size_t)got * VM_PAGE,
 				UZS_SWAPIN_FREE) < 0)
 			break;
-	r = got ? uffd_copy(s->uffd, pg_addr(pg), vm->buf, (uintptr_t)got * VM_PAGE) : 0;
 	pthread_mutex_lock(&vm->lock);
 	if (!got) { /* the page cannot come back: the access raises SIGBUS */
 		atomic_fetch_add(&vm->st.swapin_errors, 1);
 		uzs_free(vm->uzs, slots[0]);
 		vp_set(ptable_get(&s->pt, pg, false), VP_NONE, 0, 0);
-		return uffd_poison(s->uffd, pg_addr(pg), VM_PAGE);
+		uffd_poison(s->uffd, pg_addr(pg), VM_PAGE);
+		return SERVED;
 	}
-	/* the slots are gone either way (exclusive loads); a failed copy means the range
-	 * went away meanwhile */
+	/* the slots are gone (exclusive loads): the pages live in vm->buf until installed */
 	for (unsigned i = 0; i < got; i++)
 		vp_set(ptable_get(&s->pt, pg + i, false), VP_NONE, 0, 0);
-	if (r > 0)
-		mark_resident(s, pg, (unsigned)(r / VM_PAGE), hot);
-	s->last_fault_end = pg + got;
-	atomic_fetch_add(&vm->st.swapins, got);
-	atomic_fetch_add(&vm->st.readahead_pages, got - 1);
-	return 0;
+	done = install(s, pg, vm->buf, got, &err);
+	if (done)
+		mark_resident(s, pg, done, hot);
+	if (done < got && err != -ENOENT)
+		restore_pages(s, pg, done, got);
+	s->last_fault_end = pg + done;
+	atomic_fetch_add(&vm->st.swapins, done);
+	if (done > 1)
+		atomic_fetch_add(&vm->st.readahead_pages, done - 1);
+	return done ? SERVED : (err == -EAGAIN ? DEFER : SERVED);
 }
 
 /* Touched while staged: copy it back from staging and promote it (the second chance). */
@@ -324,10 +365,14 @@ static int serve_staged(struct vm_space *s, uint64_t pg, struct vpage *p)
 	long r;
 
 	if (space_read_staged(s, slot, vm->buf) < 0)
-		return -EIO;
+		return DEFER;
 	r = uffd_copy(s->uffd, pg_addr(pg), vm->buf, VM_PAGE);
-	if (r < 0 && r != -EEXIST)
-		return (int)r;
+	if (r == -EAGAIN)
+		return DEFER;
+	if (r < 0 && r != -EEXIST) {
+		uffd_wake(s->uffd, pg_addr(pg), VM_PAGE);
+		return SERVED;
+	}
 	s->slot_owner[slot] = 0;
 	s->discard[s->ndiscard++] = slot;
 	s->nstaged--;
@@ -337,7 +382,7 @@ static int serve_staged(struct vm_space *s, uint64_t pg, struct vpage *p)
 	atomic_fetch_add(&vm->st.staged_refaults, 1);
 	if (s->self)
 		space_flush_discards(s);
-	return 0;
+	return SERVED;
 }
 
 static int serve_fault(struct vm_space *s, uintptr_t addr)
@@ -352,19 +397,21 @@ static int serve_fault(struct vm_space *s, uintptr_t addr)
 	if (kind == VP_RESIDENT) {
 		/* a second fault on a page already installed, or one the kernel dropped
 		 * (MADV_FREE): zeros if missing, else just wake the thread */
-		if (uffd_copy(s->uffd, addr, vm->zero, VM_PAGE) == -EEXIST)
+		long r = uffd_copy(s->uffd, addr, vm->zero, VM_PAGE);
+
+		if (r == -EAGAIN)
+			return DEFER;
+		if (r < 0)
 			uffd_wake(s->uffd, addr, VM_PAGE);
 		return SERVED;
 	}
 	if (kind != VP_STAGED && vm_headroom_pages(vm) < 1)
 		return DEFER;
 	if (kind == VP_STAGED)
-		serve_staged(s, pg, p);
-	else if (kind == VP_SWAPPED)
-		serve_swapped(s, pg);
-	else
-		serve_zero(s, pg);
-	return SERVED;
+		return serve_staged(s, pg, p);
+	if (kind == VP_SWAPPED)
+		return serve_swapped(s, pg);
+	return serve_zero(s, pg);
 }
 
 static void defer_fault(struct uzs_vm *vm, struct vm_space *s, uintptr_t addr)
@@ -603,7 +650,7 @@ static void handle_msg(struct vm_space *s, const struct uffd_msg *m)
 			defer_fault(vm, s, (uintptr_t)m->arg.pagefault.address & ~(uintptr_t)(VM_PAGE - 1));
 			pthread_mutex_lock(&vm->lock);
 			wake_evictor(vm);
-		} else if (vm_headroom_pages(vm) < 64) {
+		} else if (vm_headroom_pages(vm) < atomic_load(&vm->high_pages)) {
 			wake_evictor(vm);
 		}
 		pthread_mutex_unlock(&vm->lock);
@@ -749,7 +796,8 @@ static int vm_alloc(struct uzs *uzs, struct uzs_group *group, struct uzs_vm **ou
 	vm->kick_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	vm->buf = aligned_alloc(VM_PAGE, (size_t)RA_MAX * VM_PAGE);
 	vm->zero = aligned_alloc(VM_PAGE, (size_t)ZERO_AROUND * VM_PAGE);
-	vm->evict_buf = aligned_alloc(VM_PAGE, VM_PAGE);
+	vm->evict_buf = aligned_alloc(VM_PAGE, (size_t)EVICT_BATCH * VM_PAGE);
+	vm->high_pages = 64;
 	pthread_mutex_init(&vm->lock, NULL);
 	pthread_cond_init(&vm->evict_cond, NULL);
 	pthread_cond_init(&vm->sync_cond, NULL);

@@ -17,7 +17,7 @@
  *    of the budget or when nothing inactive is left.
  *
  * Watermarks (as kswapd's): eviction starts when the group's room falls below
- * max(budget/32, 64 pages) and goes on until it is above max(budget/16, 128 pages); a
+ * max(budget/16, 128 pages) and goes on until it is above max(budget/8, 256 pages); a
  * fault that does not fit waits for it.
  */
 #define _GNU_SOURCE
@@ -40,7 +40,8 @@
 #include "uffd.h"
 
 #define AGENT_TIMEOUT_MS 2000
-#define SCAN_INTERVAL_NS 5000000ull /* 5 ms between looks at a process's mappings */
+#define BSS_MAX (256ul << 10)
+#define SCAN_INTERVAL_NS 1000000ull /* 1 ms between looks at a process's mappings */
 
 static struct uzs_group *vm_group(struct uzs_vm *vm)
 {
@@ -67,21 +68,26 @@ static long budget_pages(struct uzs_vm *vm)
 
 /* ---- the agent: moves and discards inside the process ---- */
 
+/* A request and its reply. The agent answers quickly unless its process is stopped
+ * (SIGSTOP, a debugger): then we keep waiting, since whether its moves happened is only
+ * known from the reply. A hang-up means the process is gone. */
 static int agent_call(struct vm_space *s, struct agent_req *req, struct agent_reply *rep)
 {
 	size_t len = offsetof(struct agent_req, addr) +
 		     req->n * (req->op == AGENT_MOVE_OUT ? 2 : 1) * sizeof(uint64_t);
 	struct pollfd pfd = { .fd = s->sock, .events = POLLIN };
-	ssize_t n;
 
 	if (send(s->sock, req, len, MSG_NOSIGNAL) != (ssize_t)len)
 		return -EPIPE;
-	if (poll(&pfd, 1, AGENT_TIMEOUT_MS) != 1) {
-		s->unresponsive = true; /* stopped (SIGSTOP): leave it alone for now */
-		return -ETIMEDOUT;
+	while (poll(&pfd, 1, AGENT_TIMEOUT_MS) != 1) {
+		if (s->vm->stop)
+			return -EPIPE;
+		s->unresponsive = true;
 	}
-	n = recv(s->sock, rep, sizeof(*rep), 0);
-	return n > 0 ? 0 : -EPIPE;
+	s->unresponsive = false;
+	if (!(pfd.revents & POLLIN) || recv(s->sock, rep, sizeof(*rep), 0) <= 0)
+		return -EPIPE;
+	return 0;
 }
 
 /* Move each page src[i] to staging dst[i]; res[i] = 0 or -errno. */
@@ -127,19 +133,35 @@ static int discard_pages(struct vm_space *s, const uint32_t *slots, unsigned n)
 	return agent_call(s, &req, &rep);
 }
 
-/* Called with vm->lock held; for a remote space the agent call happens under it too,
- * which is bounded by AGENT_TIMEOUT_MS and never waits on the fault thread. */
+/* Called with vm->lock held. A remote agent is called with the lock released, so the
+ * fault thread goes on serving while the process takes its time. */
 void space_flush_discards(struct vm_space *s)
 {
+	struct uzs_vm *vm = s->vm;
+
 	while (s->ndiscard) {
 		unsigned n = s->ndiscard < AGENT_BATCH ? s->ndiscard : AGENT_BATCH;
-		uint32_t *batch = s->discard + s->ndiscard - n;
+		uint32_t batch[AGENT_BATCH];
+		bool was_evicting = s->evicting;
+		int r;
 
-		if (discard_pages(s, batch, n) < 0)
+		s->ndiscard -= n;
+		memcpy(batch, s->discard + s->ndiscard, n * sizeof(batch[0]));
+		if (!s->self) {
+			s->evicting = true; /* not to be reaped meanwhile */
+			pthread_mutex_unlock(&vm->lock);
+		}
+		r = discard_pages(s, batch, n);
+		if (!s->self) {
+			pthread_mutex_lock(&vm->lock);
+			s->evicting = was_evicting;
+		}
+		if (r < 0) { /* the process is gone: so are its pages */
+			s->dead = true;
 			return;
+		}
 		for (unsigned i = 0; i < n; i++)
 			s->free_slots[s->nfree++] = batch[i];
-		s->ndiscard -= n;
 		space_charge(s, -(long)n);
 	}
 }
@@ -276,21 +298,28 @@ static void pick_commits(struct vm_space *s, bool all, struct commit *c)
 	}
 }
 
+/* The staged pages of a batch, read from a process in one call. */
+static int read_commits(struct vm_space *s, struct commit *c, unsigned char *buf)
+{
+	struct iovec local = { buf, (size_t)c->n * VM_PAGE }, remote[EVICT_BATCH];
+
+	for (unsigned i = 0; i < c->n; i++)
+		remote[i] = (struct iovec){ (void *)(s->staging + (uintptr_t)c->slot[i] * VM_PAGE),
+					    VM_PAGE };
+	return process_vm_readv(s->pid, &local, 1, remote, c->n, 0) ==
+		       (ssize_t)((size_t)c->n * VM_PAGE) ? 0 : -EIO;
+}
+
 static void compress_commits(struct vm_space *s, struct commit *c)
 {
 	struct uzs_vm *vm = s->vm;
-	unsigned char *page = vm->evict_buf;
+	int r = s->self || !c->n ? 0 : read_commits(s, c, vm->evict_buf);
 
 	for (unsigned i = 0; i < c->n; i++) {
-		const void *src = (void *)(s->staging + (uintptr_t)c->slot[i] * VM_PAGE);
+		const void *src = s->self ? (void *)(s->staging + (uintptr_t)c->slot[i] * VM_PAGE)
+					  : vm->evict_buf + (size_t)i * VM_PAGE;
 
-		if (!s->self) {
-			c->res[i] = space_read_staged(s, c->slot[i], page);
-			src = page;
-			if (c->res[i] < 0)
-				continue;
-		}
-		c->res[i] = uzs_swap_out(vm->uzs, vm->group, src, &c->sw[i]);
+		c->res[i] = r < 0 ? r : uzs_swap_out(vm->uzs, vm->group, src, &c->sw[i]);
 	}
 }
 
@@ -341,7 +370,8 @@ static unsigned evict_round(struct uzs_vm *vm, struct vm_space *s, long budget)
 	settle_commits(s, &c);
 	if (err == -EPIPE)
 		s->dead = true;
-	space_flush_discards(s);
+	else
+		space_flush_discards(s);
 	return b.n + c.n;
 }
 
@@ -374,10 +404,11 @@ static void shrink_compressed(struct uzs_vm *vm, long budget)
 static void evict_to_low_watermark(struct uzs_vm *vm)
 {
 	long budget = budget_pages(vm);
-	long high = budget / 32 > 64 ? budget / 32 : 64;
-	long low = budget / 16 > 128 ? budget / 16 : 128;
+	long high = budget / 16 > 128 ? budget / 16 : 128;
+	long low = budget / 8 > 256 ? budget / 8 : 256;
 	unsigned idle = 0;
 
+	atomic_store(&vm->high_pages, high);
 	if (budget >= LONG_MAX / 2 || vm_headroom_pages(vm) >= high)
 		return;
 	while (!vm->stop && vm_headroom_pages(vm) < low && idle < 3) {
@@ -462,6 +493,8 @@ static void register_new(struct vm_space *s, uintptr_t start, uintptr_t end)
 int vm_scan_maps(struct uzs_vm *vm, struct vm_space *s)
 {
 	char path[64], line[512];
+	unsigned long prev_end = 0;
+	bool prev_file_data = false;
 	FILE *f;
 
 	snprintf(path, sizeof(path), "/proc/%d/maps", (int)s->pid);
@@ -471,11 +504,19 @@ int vm_scan_maps(struct uzs_vm *vm, struct vm_space *s)
 	while (fgets(line, sizeof(line), f)) {
 		unsigned long start, end, inode;
 		char perms[8], pathname[256] = "";
+		bool bss;
 
 		if (sscanf(line, "%lx-%lx %7s %*s %*s %lu %255s", &start, &end, perms, &inode,
 			   pathname) < 4)
 			continue;
-		if (manageable(perms, inode, pathname) && !intervals_overlap(&s->excluded, start, end))
+		/* A small anonymous mapping right after a library's writable data is that
+		 * library's .bss: the C library's and the dynamic linker's own state, which
+		 * the agent thread may read while it works. Left alone. */
+		bss = start == prev_end && prev_file_data && end - start <= BSS_MAX;
+		prev_end = end;
+		prev_file_data = inode != 0 && perms[1] == 'w';
+		if (!bss && manageable(perms, inode, pathname) &&
+		    !intervals_overlap(&s->excluded, start, end))
 			register_new(s, start, end);
 	}
 	pthread_mutex_unlock(&vm->lock);

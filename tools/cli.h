@@ -4,6 +4,8 @@
 #include <stdint.h>
 
 int cmd_bench(int argc, char **argv);
+int cmd_run(int argc, char **argv);
+int cmd_stat(int argc, char **argv);
 
 /* "64M", "1G", "4096", "max" (UINT64_MAX). 0 or -1 for a bad size. */
 int parse_size(const char *s, uint64_t *out);

@@ -77,6 +77,9 @@ static void usage(FILE *out)
 	      "  bench    swap pages out and back in through the engine, verify them, and\n"
 	      "           report ratio, pool efficiency and per-page cost against the plain\n"
 	      "           compressor (uzswap bench --help)\n"
+	      "  run      run a program with its memory served by uzswap under a budget\n"
+	      "           (uzswap run --help)\n"
+	      "  stat     print the live figures of a program under uzswap run (uzswap stat PID)\n"
 	      "  help     this text\n",
 	      out);
 }
@@ -89,6 +92,10 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(argv[1], "bench"))
 		return cmd_bench(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "run"))
+		return cmd_run(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "stat"))
+		return cmd_stat(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "help") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
 		usage(stdout);
 		return 0;

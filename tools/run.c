@@ -1,0 +1,469 @@
+/*
+ * uzswap run — run an unmodified program with its anonymous memory served by uzswap, and
+ * uzswap stat — print the live figures of such a run.
+ *
+ * The supervisor (this process) holds the engine and the fault handler; the program gets
+ * the agent preloaded (tools/agent.c), which hands over its userfaultfd. Being another
+ * process, the handler can never fault on itself, and one engine serves the program and
+ * all its children (fork shares slots).
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stddef.h>
+#include <getopt.h>
+#include <limits.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "agent_proto.h"
+#include "cli.h"
+#include "uffd.h"
+#include "uzswap.h"
+#include "vm.h"
+
+struct run_opts {
+	uint64_t memory_max, zswap_max;
+	const char *compressor;
+	const char *swapfile;
+	const char *stats_file;
+	bool memory_default, compressor_default;
+};
+
+struct run {
+	struct uzs *uzs;
+	struct uzs_group *group;
+	struct uzs_vm *vm;
+	int agent_listen, stat_listen[2];
+	pid_t child;
+	volatile bool done;
+	struct timespec started;
+};
+
+static volatile pid_t forward_to;
+
+static void run_usage(FILE *out)
+{
+	fputs("usage: uzswap run [--memory-max SIZE] [--zswap-max SIZE] [--compressor NAME]\n"
+	      "                  [--swapfile PATH] [--stats FILE] -- CMD [ARG...]\n"
+	      "\n"
+	      "Runs CMD (a dynamically linked program) with its anonymous memory - heap and\n"
+	      "anonymous mappings, whatever allocator it uses, in it and every process it forks\n"
+	      "or execs - served by uzswap: pages past the budget are compressed away and come\n"
+	      "back on access, from the swap file once the compressed pool passes half the\n"
+	      "budget.\n"
+	      "\n"
+	      "  --memory-max SIZE  budget for resident plus compressed memory (memory.max);\n"
+	      "                     default half of RAM\n"
+	      "  --zswap-max SIZE   limit of the compressed pool (memory.zswap.max); default max\n"
+	      "  --compressor NAME  lz4 (default), lzo, zstd or deflate\n"
+	      "  --swapfile PATH    directory (or file) for the swap file; default $UZSWAP_DIR,\n"
+	      "                     $TMPDIR or /var/tmp. It has no name: nothing is left behind.\n"
+	      "  --stats FILE       write the figures at exit to FILE instead of stderr\n"
+	      "\n"
+	      "Exit status: CMD's (killed by a signal: the same signal); 1 uzswap could not run\n"
+	      "it; 2 bad usage; 127 CMD not found.\n",
+	      out);
+}
+
+static uint64_t half_of_ram(void)
+{
+	long pages = sysconf(_SC_PHYS_PAGES), size = sysconf(_SC_PAGESIZE);
+
+	return pages > 0 && size > 0 ? (uint64_t)pages * (uint64_t)size / 2 : 1ull << 30;
+}
+
+static int parse_run(int argc, char **argv, struct run_opts *o, int *cmd)
+{
+	static const struct option longs[] = {
+		{ "memory-max", required_argument, NULL, 'm' },
+		{ "zswap-max", required_argument, NULL, 'z' },
+		{ "compressor", required_argument, NULL, 'c' },
+		{ "swapfile", required_argument, NULL, 's' },
+		{ "stats", required_argument, NULL, 'S' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int c;
+
+	*o = (struct run_opts){ .memory_max = half_of_ram(), .zswap_max = UZS_MAX,
+				.compressor = "lz4", .memory_default = true,
+				.compressor_default = true };
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "+h", longs, NULL)) != -1) {
+		switch (c) {
+		case 'm':
+			if (parse_size(optarg, &o->memory_max) || o->memory_max < (1u << 20) ||
+			    o->memory_max == UZS_MAX)
+				return die_usage("--memory-max wants a size of at least 1M, not '%s'", optarg);
+			o->memory_default = false;
+			break;
+		case 'z':
+			if (parse_size(optarg, &o->zswap_max))
+				return die_usage("--zswap-max wants a size or 'max', not '%s'", optarg);
+			break;
+		case 'c': o->compressor = optarg; o->compressor_default = false; break;
+		case 's': o->swapfile = optarg; break;
+		case 'S': o->stats_file = optarg; break;
+		case 'h': run_usage(stdout); exit(0);
+		default: return 2;
+		}
+	}
+	if (optind >= argc)
+		return die_usage("run wants a command: uzswap run [OPTIONS] -- CMD [ARG...]");
+	*cmd = optind;
+	return 0;
+}
+
+/* ---- the agents' and stat clients' connections ---- */
+
+static int listen_abstract(const char *fmt, long id)
+{
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+	int len = snprintf(a.sun_path + 1, sizeof(a.sun_path) - 1, fmt, id);
+	int s = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+
+	if (s < 0 || bind(s, (struct sockaddr *)&a,
+			  (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)len)) < 0 ||
+	    listen(s, 64) < 0) {
+		if (s >= 0)
+			close(s);
+		return -1;
+	}
+	return s;
+}
+
+static int recv_hello(int sock, struct agent_hello *h, int *fd)
+{
+	struct iovec io = { h, sizeof(*h) };
+	char ctl[CMSG_SPACE(sizeof(int))];
+	struct msghdr m = { .msg_iov = &io, .msg_iovlen = 1, .msg_control = ctl,
+			    .msg_controllen = sizeof(ctl) };
+	struct cmsghdr *c;
+	struct pollfd p = { sock, POLLIN, 0 };
+
+	*fd = -1;
+	if (poll(&p, 1, 5000) != 1 || recvmsg(sock, &m, MSG_CMSG_CLOEXEC) != sizeof(*h) ||
+	    h->magic != AGENT_MAGIC)
+		return -EPROTO;
+	c = CMSG_FIRSTHDR(&m);
+	if (c && c->cmsg_type == SCM_RIGHTS)
+		memcpy(fd, CMSG_DATA(c), sizeof(int));
+	return 0;
+}
+
+static void welcome_agent(struct run *run, int sock)
+{
+	struct agent_hello h;
+	struct vm_remote r;
+	int32_t answer;
+	int fd;
+
+	if (recv_hello(sock, &h, &fd) < 0) {
+		close(sock);
+		return;
+	}
+	r = (struct vm_remote){ .pid = h.pid, .fork_parent = h.fork_parent, .uffd = fd,
+				.sock = sock, .staging = h.staging,
+				.staging_slots = h.staging_slots, .stack = h.stack,
+				.stack_len = h.stack_len };
+	/* a forked child may say hello before its fork event is read: give it a second */
+	for (int i = 0; i < 1000; i++) {
+		answer = vm_attach_remote(run->vm, &r);
+		if (answer != -EAGAIN)
+			break;
+		usleep(1000);
+	}
+	if (send(sock, &answer, sizeof(answer), MSG_NOSIGNAL) < 0 || answer < 0)
+		close(sock);
+}
+
+static void print_all(struct run *run, FILE *out)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	fprintf(out, "# uzswap run: engine (/sys/kernel/debug/zswap names)\n");
+	uzs_print_stats(run->uzs, out);
+	fprintf(out, "# group (memory.stat names)\n");
+	uzs_print_group_stats(run->uzs, out);
+	fprintf(out, "# transparent mode (vmstat-like)\n");
+	uzs_vm_print_stats(run->vm, out);
+	fprintf(out, "wall_s %.3f\n", (double)(now.tv_sec - run->started.tv_sec) +
+					  (double)(now.tv_nsec - run->started.tv_nsec) / 1e9);
+}
+
+static void answer_stat(struct run *run, int sock)
+{
+	char *text = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&text, &len);
+
+	if (f) {
+		print_all(run, f);
+		fclose(f);
+		for (size_t off = 0; off < len;) {
+			size_t chunk = len - off < 60000 ? len - off : 60000;
+
+			if (send(sock, text + off, chunk, MSG_NOSIGNAL) < 0)
+				break;
+			off += chunk;
+		}
+		free(text);
+	}
+	close(sock);
+}
+
+static void *listener_main(void *arg)
+{
+	struct run *run = arg;
+
+	while (!run->done) {
+		struct pollfd p[3] = { { run->agent_listen, POLLIN, 0 },
+				       { run->stat_listen[0], POLLIN, 0 },
+				       { run->stat_listen[1], POLLIN, 0 } };
+
+		if (poll(p, 3, 100) <= 0)
+			continue;
+		for (int i = 0; i < 3; i++) {
+			int c;
+
+			if (!(p[i].revents & POLLIN) || (c = accept4(p[i].fd, NULL, NULL, SOCK_CLOEXEC)) < 0)
+				continue;
+			if (i == 0)
+				welcome_agent(run, c);
+			else
+				answer_stat(run, c);
+		}
+	}
+	return NULL;
+}
+
+/* ---- the program ---- */
+
+/* Signals someone sent us go to the program; the terminal's (Ctrl-C) reach it anyway. */
+static void forward(int sig, siginfo_t *info, void *ctx)
+{
+	(void)ctx;
+	if (forward_to > 0 && info->si_code <= 0)
+		kill(forward_to, sig);
+}
+
+static void install_forwarding(void)
+{
+	static const int sigs[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH,
+				    SIGCONT, SIGALRM };
+	struct sigaction sa = { .sa_sigaction = forward, .sa_flags = SA_SIGINFO | SA_RESTART };
+
+	sigemptyset(&sa.sa_mask);
+	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+		sigaction(sigs[i], &sa, NULL);
+}
+
+static int agent_path(char *out, size_t size)
+{
+	char exe[PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	char *slash;
+
+	if (n <= 0)
+		return -1;
+	exe[n] = '\0';
+	slash = strrchr(exe, '/');
+	*slash = '\0';
+	if ((size_t)snprintf(out, size, "%.*s/libuzswap-agent.so", (int)(size - 32), exe) >= size)
+		return -1;
+	return access(out, R_OK);
+}
+
+static pid_t spawn(char **cmd, const char *agent, const char *sockname)
+{
+	pid_t pid = fork();
+	const char *old;
+	char *preload;
+
+	if (pid)
+		return pid;
+	old = getenv("LD_PRELOAD");
+	if (asprintf(&preload, "%s%s%s", agent, old && *old ? ":" : "", old ? old : "") < 0)
+		_exit(1);
+	setenv("LD_PRELOAD", preload, 1);
+	setenv(AGENT_ENV_SOCKET, sockname, 1);
+	execvp(cmd[0], cmd);
+	fprintf(stderr, "uzswap: cannot run %s: %s\n", cmd[0], strerror(errno));
+	_exit(errno == ENOENT ? 127 : 126);
+}
+
+static int wait_program(pid_t pid)
+{
+	int status;
+
+	while (waitpid(pid, &status, 0) < 0)
+		if (errno != EINTR)
+			return -1;
+	return status;
+}
+
+/* Exit as the program did: same code, or killed by the same signal. */
+static int exit_like(int status)
+{
+	if (WIFSIGNALED(status)) {
+		int sig = WTERMSIG(status);
+
+		signal(sig, SIG_DFL);
+		kill(getpid(), sig);
+		return 128 + sig;
+	}
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 1;
+}
+
+static int open_engine_for(const struct run_opts *o, struct run *run)
+{
+	struct uzs_config c;
+	int r;
+
+	uzs_config_init(&c);
+	c.compressor = o->compressor;
+	c.swapfile_path = o->swapfile;
+	c.swapfile_bytes = 64ull << 30; /* sparse: only what is written takes disk */
+	if ((r = uzs_open(&c, &run->uzs)) < 0)
+		return die("cannot open the engine (%s, swap file in %s): %s", o->compressor,
+			   o->swapfile ? o->swapfile : "the default directory", strerror(-r));
+	if ((r = uzs_group_create(run->uzs, NULL, "run", &run->group)) < 0 ||
+	    (r = uzs_group_set_memory_max(run->group, o->memory_max)) < 0 ||
+	    (r = uzs_group_set_zswap_max(run->group, o->zswap_max)) < 0)
+		return die("cannot set up the group: %s", strerror(-r));
+	if ((r = uzs_vm_start(run->uzs, run->group, &run->vm)) < 0)
+		return die("cannot start the fault handler: %s", strerror(-r));
+	return 0;
+}
+
+/* Faults taken inside system calls need a userfaultfd without UFFD_USER_MODE_ONLY. */
+static int check_kernel_mode(void)
+{
+	int fd = uffd_open_kernel_mode(), r;
+
+	if (fd < 0)
+		return die("userfaultfd cannot serve faults inside system calls here (%s): needs "
+			   "read-write access to /dev/userfaultfd, vm.unprivileged_userfaultfd=1 or "
+			   "CAP_SYS_PTRACE", strerror(-fd));
+	r = uffd_handshake(fd, UFFD_MANAGED_FEATURES);
+	close(fd);
+	if (r < 0)
+		return die("this kernel's userfaultfd lacks what uzswap needs (UFFDIO_MOVE and the "
+			   "fork/remap/remove/unmap events: Linux 6.8 or later): %s", strerror(-r));
+	return 0;
+}
+
+static void say_settings(const struct run_opts *o)
+{
+	char mem[32] = "";
+
+	snprintf(mem, sizeof(mem), "%lluM", (unsigned long long)(o->memory_max >> 20));
+	fprintf(stderr, "uzswap run: memory.max %s%s, zswap.max %s, compressor %s%s\n", mem,
+		o->memory_default ? " (default: half of RAM)" : "",
+		o->zswap_max == UZS_MAX ? "max" : "set", o->compressor,
+		o->compressor_default ? " (default)" : "");
+}
+
+static int report(struct run *run, const struct run_opts *o)
+{
+	FILE *out = stderr;
+
+	if (o->stats_file && !(out = fopen(o->stats_file, "w")))
+		return die("cannot write %s: %s", o->stats_file, strerror(errno));
+	print_all(run, out);
+	if (out != stderr)
+		fclose(out);
+	return 0;
+}
+
+static void shut_down(struct run *run, pthread_t listener)
+{
+	run->done = true;
+	pthread_join(listener, NULL);
+	close(run->agent_listen);
+	close(run->stat_listen[0]);
+	if (run->stat_listen[1] >= 0)
+		close(run->stat_listen[1]);
+	uzs_vm_stop(run->vm);
+	uzs_close(run->uzs);
+}
+
+int cmd_run(int argc, char **argv)
+{
+	struct run_opts o;
+	struct run run = { .stat_listen = { -1, -1 } };
+	char agent[PATH_MAX], sockname[64];
+	pthread_t listener;
+	int cmd = 0, r, status;
+
+	if ((r = parse_run(argc, argv, &o, &cmd)))
+		return r;
+	if (check_kernel_mode() || open_engine_for(&o, &run))
+		return 1;
+	if (agent_path(agent, sizeof(agent)) < 0)
+		return die("the agent library is missing next to uzswap: %s", agent);
+	snprintf(sockname, sizeof(sockname), "uzswap-agent-%d", (int)getpid());
+	run.agent_listen = listen_abstract("uzswap-agent-%ld", getpid());
+	run.stat_listen[0] = listen_abstract("uzswap-stat-%ld", getpid());
+	if (run.agent_listen < 0 || run.stat_listen[0] < 0)
+		return die("cannot listen for the program's agents: %s", strerror(errno));
+	say_settings(&o);
+	clock_gettime(CLOCK_MONOTONIC, &run.started);
+	install_forwarding();
+	run.child = spawn(argv + cmd, agent, sockname);
+	if (run.child < 0)
+		return die("fork: %s", strerror(errno));
+	forward_to = run.child;
+	run.stat_listen[1] = listen_abstract("uzswap-stat-%ld", run.child);
+	pthread_create(&listener, NULL, listener_main, &run);
+	status = wait_program(run.child);
+	forward_to = 0;
+	/* its children may still run on memory only we can bring back */
+	while (vm_live_spaces(run.vm) > 0)
+		usleep(10000);
+	report(&run, &o);
+	shut_down(&run, listener);
+	return exit_like(status);
+}
+
+/* ---- uzswap stat ---- */
+
+int cmd_stat(int argc, char **argv)
+{
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+	char buf[65536];
+	long pid;
+	char *end;
+	int s, len;
+	ssize_t n;
+
+	if (argc != 2 || !strcmp(argv[1], "--help")) {
+		fputs("usage: uzswap stat PID\n\nPrints the live figures of a program running under "
+		      "`uzswap run` (PID: the program's or uzswap's).\n",
+		      argc == 2 ? stdout : stderr);
+		return argc == 2 ? 0 : 2;
+	}
+	pid = strtol(argv[1], &end, 10);
+	if (*end || pid <= 0)
+		return die_usage("stat wants a process id, not '%s'", argv[1]);
+	len = snprintf(a.sun_path + 1, sizeof(a.sun_path) - 1, "uzswap-stat-%ld", pid);
+	s = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	if (s < 0 || connect(s, (struct sockaddr *)&a,
+			     (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)len)) < 0)
+		return die("no program runs under uzswap run with pid %ld", pid);
+	while ((n = recv(s, buf, sizeof(buf), 0)) > 0)
+		fwrite(buf, 1, (size_t)n, stdout);
+	close(s);
+	return 0;
+}

@@ -269,6 +269,7 @@ struct uzs_vm_stats {
 	uint64_t waits;           /* faults that waited for eviction to make room */
 	uint64_t budget_overruns; /* faults served over budget after waiting a second */
 	uint64_t swapin_errors;   /* pages that could not be brought back (SIGBUS) */
+	uint64_t adopted;         /* pages found already present when a mapping was taken on */
 	uint64_t resident_pages;  /* pages mapped in the programs, staging included */
 	uint64_t staged_pages;    /* pages in staging */
 	uint64_t spaces;          /* processes (address spaces) served */

@@ -986,6 +986,7 @@ void uzs_vm_get_stats(struct uzs_vm *vm, struct uzs_vm_stats *st)
 	st->waits = atomic_load(&vm->st.waits);
 	st->budget_overruns = atomic_load(&vm->st.budget_overruns);
 	st->swapin_errors = atomic_load(&vm->st.swapin_errors);
+	st->adopted = atomic_load(&vm->st.adopted);
 	pthread_mutex_lock(&vm->lock);
 	for (struct vm_space *s = vm->spaces; s; s = s->next) {
 		st->resident_pages += (uint64_t)s->charged;
@@ -1003,13 +1004,13 @@ int uzs_vm_print_stats(struct uzs_vm *vm, FILE *out)
 	return fprintf(out,
 		       "faults %llu\nzero_fills %llu\npswpin %llu\nstaged_refaults %llu\n"
 		       "readahead_pages %llu\npswpout %llu\nevict_shared %llu\nwaits %llu\n"
-		       "budget_overruns %llu\nswapin_errors %llu\nresident_pages %llu\n"
+		       "budget_overruns %llu\nswapin_errors %llu\nadopted %llu\nresident_pages %llu\n"
 		       "staged_pages %llu\nprocesses %llu\n",
 		       (unsigned long long)st.faults, (unsigned long long)st.zero_fills,
 		       (unsigned long long)st.swapins, (unsigned long long)st.staged_refaults,
 		       (unsigned long long)st.readahead_pages, (unsigned long long)st.evicted,
 		       (unsigned long long)st.evict_shared, (unsigned long long)st.waits,
 		       (unsigned long long)st.budget_overruns, (unsigned long long)st.swapin_errors,
-		       (unsigned long long)st.resident_pages, (unsigned long long)st.staged_pages,
+		       (unsigned long long)st.adopted, (unsigned long long)st.resident_pages, (unsigned long long)st.staged_pages,
 		       (unsigned long long)st.spaces) < 0 ? -EIO : 0;
 }

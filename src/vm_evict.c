@@ -41,7 +41,7 @@
 
 #define AGENT_TIMEOUT_MS 2000
 #define BSS_MAX (256ul << 10)
-#define SCAN_INTERVAL_NS 1000000ull /* 1 ms between looks at a process's mappings */
+#define SCAN_INTERVAL_NS 2000000ull /* 2 ms between looks at a process's mappings */
 
 static struct uzs_group *vm_group(struct uzs_vm *vm)
 {
@@ -394,11 +394,26 @@ static void shrink_compressed(struct uzs_vm *vm, long budget)
 	struct uzs_group_stats st;
 
 	if (vm->group && uzs_group_get_stats(vm->group, &st) == 0 &&
-	    st.zswap > (uint64_t)budget * VM_PAGE / 2) {
+	    st.zswap > (uint64_t)budget * VM_PAGE / 4 * 3) {
 		pthread_mutex_unlock(&vm->lock);
 		uzs_group_shrink(vm->group, EVICT_BATCH);
 		pthread_mutex_lock(&vm->lock);
 	}
+}
+
+static void look_at_processes(struct uzs_vm *vm);
+static uint64_t mono_ns(void);
+
+/* New mappings are registered promptly even while eviction is busy: memory the program
+ * touches before that is outside the budget until then. */
+static void maybe_scan(struct uzs_vm *vm)
+{
+	if (mono_ns() - vm->last_scan_ns <= SCAN_INTERVAL_NS)
+		return;
+	pthread_mutex_unlock(&vm->lock);
+	look_at_processes(vm);
+	pthread_mutex_lock(&vm->lock);
+	vm->last_scan_ns = mono_ns();
 }
 
 static void evict_to_low_watermark(struct uzs_vm *vm)
@@ -414,6 +429,7 @@ static void evict_to_low_watermark(struct uzs_vm *vm)
 	while (!vm->stop && vm_headroom_pages(vm) < low && idle < 3) {
 		struct vm_space *s = biggest_space(vm);
 
+		maybe_scan(vm);
 		shrink_compressed(vm, budget);
 		if (!s || !evict_round(vm, s, budget))
 			idle++;
@@ -456,6 +472,7 @@ static void adopt_present(struct vm_space *s, uintptr_t start, uintptr_t end)
 	}
 	close(fd);
 	space_charge(s, n);
+	atomic_fetch_add(&s->vm->st.adopted, (uint64_t)n);
 }
 
 /* Register [start, end) minus what is registered already. */
@@ -480,28 +497,29 @@ static void register_new(struct vm_space *s, uintptr_t start, uintptr_t end)
 		}
 		if (covered)
 			continue;
+		/* a failure is a mapping that changed since the maps were read: the next
+		 * look tries again */
 		if (uffd_register_missing(s->uffd, at, next - at) == 0) {
 			intervals_add(&s->registered, at, next);
 			adopt_present(s, at, next);
-		} else {
-			intervals_add(&s->excluded, at, next); /* not for us: do not retry */
 		}
 		at = next;
 	}
 }
 
-int vm_scan_maps(struct uzs_vm *vm, struct vm_space *s)
+/* Read the anonymous mappings to take on, without the lock (the fault thread goes on). */
+static size_t read_maps(struct vm_space *s, struct interval *out, size_t max)
 {
 	char path[64], line[512];
 	unsigned long prev_end = 0;
 	bool prev_file_data = false;
+	size_t n = 0;
 	FILE *f;
 
 	snprintf(path, sizeof(path), "/proc/%d/maps", (int)s->pid);
 	if (!(f = fopen(path, "re")))
-		return -errno;
-	pthread_mutex_lock(&vm->lock);
-	while (fgets(line, sizeof(line), f)) {
+		return 0;
+	while (n < max && fgets(line, sizeof(line), f)) {
 		unsigned long start, end, inode;
 		char perms[8], pathname[256] = "";
 		bool bss;
@@ -515,12 +533,37 @@ int vm_scan_maps(struct uzs_vm *vm, struct vm_space *s)
 		bss = start == prev_end && prev_file_data && end - start <= BSS_MAX;
 		prev_end = end;
 		prev_file_data = inode != 0 && perms[1] == 'w';
-		if (!bss && manageable(perms, inode, pathname) &&
-		    !intervals_overlap(&s->excluded, start, end))
-			register_new(s, start, end);
+		if (!bss && manageable(perms, inode, pathname))
+			out[n++] = (struct interval){ start, end };
 	}
-	pthread_mutex_unlock(&vm->lock);
 	fclose(f);
+	return n;
+}
+
+static bool covered(const struct intervals *iv, uintptr_t start, uintptr_t end)
+{
+	for (size_t i = 0; i < iv->n; i++)
+		if (iv->v[i].start <= start && iv->v[i].end >= end)
+			return true;
+	return false;
+}
+
+int vm_scan_maps(struct uzs_vm *vm, struct vm_space *s)
+{
+	enum { MAX_MAPS = 4096 };
+	struct interval *maps = malloc(MAX_MAPS * sizeof(*maps));
+	size_t n;
+
+	if (!maps)
+		return -ENOMEM;
+	n = read_maps(s, maps, MAX_MAPS);
+	pthread_mutex_lock(&vm->lock);
+	for (size_t i = 0; i < n; i++)
+		if (!covered(&s->registered, maps[i].start, maps[i].end) &&
+		    !intervals_overlap(&s->excluded, maps[i].start, maps[i].end))
+			register_new(s, maps[i].start, maps[i].end);
+	pthread_mutex_unlock(&vm->lock);
+	free(maps);
 	return 0;
 }
 
@@ -574,7 +617,6 @@ static void look_at_processes(struct uzs_vm *vm)
 void *evict_main(void *arg)
 {
 	struct uzs_vm *vm = arg;
-	uint64_t last_scan = 0;
 
 	pthread_mutex_lock(&vm->lock);
 	while (!vm->stop) {
@@ -590,12 +632,7 @@ void *evict_main(void *arg)
 			pthread_cond_timedwait(&vm->evict_cond, &vm->lock, &until);
 		}
 		vm->evict_kick = false;
-		if (mono_ns() - last_scan > SCAN_INTERVAL_NS) {
-			pthread_mutex_unlock(&vm->lock);
-			look_at_processes(vm);
-			pthread_mutex_lock(&vm->lock);
-			last_scan = mono_ns();
-		}
+		maybe_scan(vm);
 		evict_to_low_watermark(vm);
 		for (struct vm_space *s = vm->spaces; s; s = s->next)
 			if (!s->dead && s->ndiscard)

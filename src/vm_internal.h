@@ -97,11 +97,12 @@ struct uzs_vm {
 	unsigned char *zero; /* ZERO_AROUND zero pages */
 	unsigned char *evict_buf; /* eviction thread: a staged page read from a process */
 	uint32_t evict_clock;
-	_Atomic long high_pages; /* eviction starts when the room falls below this */
+	_Atomic long high_pages;
+	uint64_t last_scan_ns; /* eviction thread: when the processes' mappings were read */ /* eviction starts when the room falls below this */
 
 	struct {
 		_Atomic uint64_t faults, zero_fills, swapins, staged_refaults, readahead_pages,
-			evicted, evict_shared, waits, budget_overruns, swapin_errors;
+			evicted, evict_shared, waits, budget_overruns, swapin_errors, adopted;
 	} st;
 };
 

@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -24,6 +25,7 @@
 /* In .data, which is mapped from the file: the eviction only takes anonymous memory, so
  * the agent thread can read its own state while pages around it are moved out. */
 struct agent_state {
+	int managed_uffd; /* to register the program's new mappings the moment they exist */
 	int staging_uffd;
 	uintptr_t staging;
 	void *stack;
@@ -32,7 +34,8 @@ struct agent_state {
 	char name[108];
 };
 static struct agent_state agent __attribute__((section(".data"))) = {
-	.staging_uffd = -1, .sock = -1, .fork_lock = PTHREAD_MUTEX_INITIALIZER,
+	.managed_uffd = -1, .staging_uffd = -1, .sock = -1,
+	.fork_lock = PTHREAD_MUTEX_INITIALIZER,
 };
 
 static void fail(const char *what, int err)
@@ -182,6 +185,8 @@ static void after_fork_child(void)
 	pid_t parent = getppid();
 
 	pthread_mutex_init(&agent.fork_lock, NULL);
+	close(agent.managed_uffd); /* the parent's: the child's came with the fork event */
+	agent.managed_uffd = -1;
 	close(agent.staging_uffd);
 	close(agent.sock);
 	madvise((void *)agent.staging, (size_t)AGENT_STAGING_SLOTS * AGENT_PAGE, MADV_DONTNEED);
@@ -190,6 +195,25 @@ static void after_fork_child(void)
 	hello(-1, parent);
 	start_thread();
 }
+
+/* Anonymous private memory the program maps through mmap(2) is registered at once, so
+ * none of it is touched outside the budget. (Mappings the C library makes internally,
+ * and brk, are found by the supervisor's periodic look at /proc/PID/maps.) */
+void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
+{
+	void *p = (void *)syscall(SYS_mmap, addr, len, prot, flags, fd, off);
+	int anon = MAP_ANONYMOUS | MAP_PRIVATE;
+
+	if (p != MAP_FAILED && agent.managed_uffd >= 0 && (flags & anon) == anon &&
+	    !(flags & (MAP_SHARED | MAP_GROWSDOWN | MAP_STACK)) &&
+	    prot == (PROT_READ | PROT_WRITE))
+		uffd_register_missing(agent.managed_uffd, (uintptr_t)p,
+				      (len + AGENT_PAGE - 1) & ~(size_t)(AGENT_PAGE - 1));
+	return p;
+}
+
+void *mmap64(void *addr, size_t len, int prot, int flags, int fd, off_t off)
+	__attribute__((alias("mmap")));
 
 __attribute__((constructor)) static void agent_init(void)
 {
@@ -214,7 +238,7 @@ __attribute__((constructor)) static void agent_init(void)
 		fail("userfaultfd", -uffd);
 	agent.sock = connect_supervisor();
 	hello(uffd, 0);
-	close(uffd); /* the supervisor has its own copy */
+	agent.managed_uffd = uffd; /* the supervisor has its own copy */
 	start_thread();
 	pthread_atfork(before_fork, after_fork_parent, after_fork_child);
 }

@@ -33,7 +33,8 @@ FAULT_TEST_SRC := tests/test_faults.c tests/test_races.c
 TEST_SRC := $(if $(FAULT),$(FAULT_TEST_SRC),$(filter-out $(FAULT_TEST_SRC),$(wildcard tests/test_*.c)))
 TESTS := $(TEST_SRC:tests/%.c=$(BUILD)/%)
 
-all: $(BUILD)/libuzswap.a $(BUILD)/uzswap $(BUILD)/libuzswap-agent.so $(TESTS) $(BUILD)/example
+all: $(BUILD)/libuzswap.a $(BUILD)/uzswap $(BUILD)/libuzswap-agent.so $(TESTS) $(BUILD)/example \
+	$(BUILD)/workload
 
 $(BUILD)/obj/%.o: src/%.c $(wildcard src/*.h include/*.h)
 	@mkdir -p $(dir $@)
@@ -59,6 +60,11 @@ $(BUILD)/libuzswap-agent.so: tools/agent.c src/uffd.c src/uffd.h src/agent_proto
 
 $(BUILD)/test_%: tests/test_%.c $(wildcard tests/*.h) $(BUILD)/libuzswap.a
 	$(CC) $(CFLAGS) $(LDFLAGS) $< $(BUILD)/libuzswap.a -o $@ $(LDLIBS)
+
+# The side-by-side workload (bench/README.md): a plain program, no uzswap inside.
+$(BUILD)/workload: bench/workload.c
+	@mkdir -p $(dir $@)
+	$(CC) -O2 -Wall -Wextra -Werror $< -o $@
 
 # The README's example must keep compiling.
 $(BUILD)/example: docs/example.c $(BUILD)/libuzswap.a

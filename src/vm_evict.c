@@ -326,8 +326,11 @@ static void compress_commits(struct vm_space *s, struct commit *c)
 static void settle_commits(struct vm_space *s, struct commit *c)
 {
 	for (unsigned i = 0; i < c->n; i++) {
-		struct vpage *p = ptable_get(&s->pt, c->pg[i], false);
-		bool still = p && vp_kind(p) == VP_STAGED && vp_payload(p) == c->slot[i];
+		/* where the page is now: mremap may have moved it meanwhile */
+		uint64_t pg = s->slot_owner[c->slot[i]];
+		struct vpage *p = pg ? ptable_get(&s->pt, pg, false) : NULL;
+		bool still = p && vp_kind(p) == VP_STAGED && vp_payload(p) == c->slot[i] &&
+			     (p->val & VP_BUSY);
 
 		if (c->res[i] < 0) {
 			if (still) { /* the engine refused it: keep it staged, try later */

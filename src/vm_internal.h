@@ -21,8 +21,8 @@
 #include "vm_table.h"
 
 #define VM_PAGE 4096u
-#define RA_MAX 32u        /* pages swapped in ahead of a sequential fault */
-#define ZERO_AROUND 16u   /* pages zero-filled ahead of a sequential first touch */
+#define RA_MAX 64u        /* pages swapped in ahead of a sequential fault */
+#define ZERO_AROUND 64u   /* pages zero-filled ahead of a sequential first touch */
 #define EVICT_BATCH AGENT_BATCH
 #define STAGE_TARGET 128u /* pages kept staged (uncompressed) for a second chance */
 

@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -46,6 +47,7 @@ struct run {
 	int agent_listen, stat_listen[2];
 	pid_t child;
 	volatile bool done;
+	long peak_rss_kb; /* the program's, at exit (getrusage's ru_maxrss) */
 	struct timespec started;
 };
 
@@ -198,6 +200,8 @@ static void print_all(struct run *run, FILE *out)
 	uzs_print_group_stats(run->uzs, out);
 	fprintf(out, "# transparent mode (vmstat-like)\n");
 	uzs_vm_print_stats(run->vm, out);
+	if (run->peak_rss_kb)
+		fprintf(out, "program_peak_rss_kB %ld\n", run->peak_rss_kb);
 	fprintf(out, "wall_s %.3f\n", (double)(now.tv_sec - run->started.tv_sec) +
 					  (double)(now.tv_nsec - run->started.tv_nsec) / 1e9);
 }
@@ -303,13 +307,15 @@ static pid_t spawn(char **cmd, const char *agent, const char *sockname)
 	_exit(errno == ENOENT ? 127 : 126);
 }
 
-static int wait_program(pid_t pid)
+static int wait_program(struct run *run)
 {
+	struct rusage ru;
 	int status;
 
-	while (waitpid(pid, &status, 0) < 0)
+	while (wait4(run->child, &status, 0, &ru) < 0)
 		if (errno != EINTR)
 			return -1;
+	run->peak_rss_kb = ru.ru_maxrss;
 	return status;
 }
 
@@ -427,7 +433,7 @@ int cmd_run(int argc, char **argv)
 	forward_to = run.child;
 	run.stat_listen[1] = listen_abstract("uzswap-stat-%ld", run.child);
 	pthread_create(&listener, NULL, listener_main, &run);
-	status = wait_program(run.child);
+	status = wait_program(&run);
 	forward_to = 0;
 	/* its children may still run on memory only we can bring back */
 	while (vm_live_spaces(run.vm) > 0)

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Real programs nobody here wrote, under `uzswap run` with a budget well below their
+# working set: output byte-identical to a native run, the same exit status, zswpout > 0,
+# and the program's peak RSS within 10% of the budget plus a fixed overhead (its code and
+# libraries, the agent's staging range: OVERHEAD_MB below). Prints "N passed, N failed".
+#   run-programs.sh [BUILD]
+set -u
+build=${1:-build}
+here=$(cd "$(dirname "$0")" && pwd)
+uz=$build/uzswap
+OVERHEAD_MB=24
+work=$(mktemp -d /var/tmp/uzs-programs.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+passed=0 failed=0
+
+check() { # name budget_MB cmd...: native run, then under uzswap run, compared
+	local name=$1 budget=$2; shift 2
+	local want got rc_want rc_got peak zout limit
+	want=$("$@" 2>&1 | sha256sum); rc_want=${PIPESTATUS[0]}
+	got=$("$uz" run --memory-max "${budget}M" --stats "$work/stats" -- "$@" 2>/dev/null | sha256sum)
+	rc_got=${PIPESTATUS[0]}
+	peak=$(awk '$1=="program_peak_rss_kB"{print $2}' "$work/stats")
+	zout=$(awk '$1=="zswpout"{print $2; exit}' "$work/stats")
+	limit=$(( (budget * 1024 * 11 / 10) + OVERHEAD_MB * 1024 ))
+	if [ "$want" = "$got" ] && [ "$rc_want" = "$rc_got" ] && [ "${zout:-0}" -gt 0 ] &&
+	   [ "${peak:-999999999}" -le "$limit" ]; then
+		echo "ok - $name (budget ${budget}M, peak ${peak} kB, zswpout $zout)"
+		passed=$((passed + 1))
+	else
+		echo "FAIL - $name: same output $([ "$want" = "$got" ] && echo yes || echo no)," \
+			"exit $rc_want/$rc_got, zswpout ${zout:-?}, peak ${peak:-?} kB (limit $limit)"
+		failed=$((failed + 1))
+	fi
+}
+
+seq 1 1500000 | awk '{ printf "%08d %s\n", ($1 * 7919) % 1000003, $1 }' > "$work/lines"
+
+check cpython-dicts 48 python3 "$here/dicts.py"
+check sqlite3-memory-db 24 sqlite3 :memory: ".read $here/big.sql"
+check gnu-sort 24 sort -S 64M "$work/lines"
+check gnu-sort-two-threads 24 sort --parallel=2 -S 64M -k2,2n "$work/lines"
+check exit-status-kept 32 python3 -c 'import sys; x = bytearray(64 << 20); sys.exit(3)'
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]

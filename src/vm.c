@@ -896,6 +896,14 @@ int uzs_region_create(struct uzs_vm *vm, size_t bytes, void **out)
 	return 0;
 }
 
+static bool any_evicting(struct uzs_vm *vm)
+{
+	for (struct vm_space *s = vm->spaces; s; s = s->next)
+		if (s->evicting)
+			return true;
+	return false;
+}
+
 void uzs_vm_sync(struct uzs_vm *vm)
 {
 	uint64_t req;
@@ -907,6 +915,13 @@ void uzs_vm_sync(struct uzs_vm *vm)
 	pthread_mutex_lock(&vm->lock);
 	while (vm->sync_done < req && !vm->stop)
 		pthread_cond_wait(&vm->sync_cond, &vm->lock);
+	/* and the eviction round in flight: pages it was compressing when they were
+	 * unmapped are only let go when it settles */
+	while (any_evicting(vm)) {
+		pthread_mutex_unlock(&vm->lock);
+		usleep(200);
+		pthread_mutex_lock(&vm->lock);
+	}
 	pthread_mutex_unlock(&vm->lock);
 }
 

@@ -229,10 +229,8 @@ static unsigned window_of(struct vm_space *s, uint64_t pg, unsigned kind, unsign
 	while (n < max) {
 		struct vpage *p = ptable_get(&s->pt, pg + n, false);
 
+		/* past the end of the mapping, install() stops where the kernel refuses */
 		if ((p ? vp_kind(p) : VP_NONE) != kind || (p && (p->val & VP_BUSY)))
-			break;
-		if (kind == VP_NONE && !intervals_overlap(&s->registered, pg_addr(pg + n),
-							  pg_addr(pg + n + 1)))
 			break;
 		n++;
 	}
@@ -385,7 +383,8 @@ static int serve_staged(struct vm_space *s, uint64_t pg, struct vpage *p)
 	return SERVED;
 }
 
-static int serve_fault(struct vm_space *s, uintptr_t addr)
+/* past_budget: the fault has waited long enough; serve it even over the budget. */
+static int serve_fault(struct vm_space *s, uintptr_t addr, bool past_budget)
 {
 	struct uzs_vm *vm = s->vm;
 	uint64_t pg = addr / VM_PAGE;
@@ -405,7 +404,7 @@ static int serve_fault(struct vm_space *s, uintptr_t addr)
 			uffd_wake(s->uffd, addr, VM_PAGE);
 		return SERVED;
 	}
-	if (kind != VP_STAGED && vm_headroom_pages(vm) < 1)
+	if (kind != VP_STAGED && !past_budget && vm_headroom_pages(vm) < 1)
 		return DEFER;
 	if (kind == VP_STAGED)
 		return serve_staged(s, pg, p);
@@ -445,21 +444,12 @@ static void retry_pending(struct uzs_vm *vm)
 	pthread_mutex_lock(&vm->lock);
 	for (size_t i = 0; i < vm->npending; i++) {
 		struct pending_fault f = vm->pending[i];
-		int r = f.space->dead ? SERVED : serve_fault(f.space, f.addr);
+		int r = f.space->dead ? SERVED : serve_fault(f.space, f.addr, false);
 
-		if (r == DEFER && now - f.since_ns > PENDING_PATIENCE_NS) {
-			struct vpage *p = ptable_get(&f.space->pt, f.addr / VM_PAGE, false);
-
-			if (!p || !(p->val & VP_BUSY)) {
-				atomic_fetch_add(&vm->st.budget_overruns, 1);
-				if (p && vp_kind(p) == VP_SWAPPED)
-					serve_swapped(f.space, f.addr / VM_PAGE);
-				else
-					serve_zero(f.space, f.addr / VM_PAGE);
-				r = SERVED;
-			}
-		}
-		if (r == DEFER)
+		if (r == DEFER && now - f.since_ns > PENDING_PATIENCE_NS &&
+		    serve_fault(f.space, f.addr, true) == SERVED)
+			atomic_fetch_add(&vm->st.budget_overruns, 1);
+		else if (r == DEFER)
 			vm->pending[keep++] = f;
 	}
 	vm->npending = keep;
@@ -644,7 +634,7 @@ static void handle_msg(struct vm_space *s, const struct uffd_msg *m)
 	case UFFD_EVENT_PAGEFAULT:
 		atomic_fetch_add(&vm->st.faults, 1);
 		pthread_mutex_lock(&vm->lock);
-		if (vm->npending || serve_fault(s, (uintptr_t)m->arg.pagefault.address) == DEFER) {
+		if (vm->npending || serve_fault(s, (uintptr_t)m->arg.pagefault.address, false) == DEFER) {
 			/* keep order: once one waits, later ones queue behind it */
 			pthread_mutex_unlock(&vm->lock);
 			defer_fault(vm, s, (uintptr_t)m->arg.pagefault.address & ~(uintptr_t)(VM_PAGE - 1));
@@ -1017,8 +1007,8 @@ int uzs_vm_print_stats(struct uzs_vm *vm, FILE *out)
 
 	uzs_vm_get_stats(vm, &st);
 	return fprintf(out,
-		       "faults %llu\nzero_fills %llu\npswpin %llu\nstaged_refaults %llu\n"
-		       "readahead_pages %llu\npswpout %llu\nevict_shared %llu\nwaits %llu\n"
+		       "faults %llu\nzero_fills %llu\nswapin_pages %llu\nstaged_refaults %llu\n"
+		       "readahead_pages %llu\nevicted_pages %llu\nevict_shared %llu\nwaits %llu\n"
 		       "budget_overruns %llu\nswapin_errors %llu\nadopted %llu\nresident_pages %llu\n"
 		       "staged_pages %llu\nprocesses %llu\n",
 		       (unsigned long long)st.faults, (unsigned long long)st.zero_fills,

@@ -359,6 +359,21 @@ static void hot_set_stays_resident(void)
 	stop(&f);
 }
 
+static void region_bad_arguments(void)
+{
+	struct fixture f = start(8 * MB);
+	void *r = NULL;
+
+	CHECK_EQ(uzs_region_create(f.vm, 0, &r), -EINVAL);
+	CHECK_EQ(uzs_region_create(NULL, PG, &r), -EINVAL);
+	CHECK_EQ(uzs_region_create(f.vm, PG, NULL), -EINVAL);
+	CHECK_EQ(uzs_region_create(f.vm, 3 * PG, &r), 0);
+	CHECK_EQ(uzs_region_destroy(f.vm, (char *)r + 1, PG), -EINVAL);
+	CHECK_EQ(uzs_region_destroy(f.vm, NULL, PG), -EINVAL);
+	CHECK_EQ(uzs_region_destroy(f.vm, r, 3 * PG), 0);
+	stop(&f);
+}
+
 int main(void)
 {
 	RUN(region_reads_zeros_until_written);
@@ -370,5 +385,6 @@ int main(void)
 	RUN(mremap_moves_slots);
 	RUN(fork_child_sees_fork_time_memory);
 	RUN(hot_set_stays_resident);
+	RUN(region_bad_arguments);
 	return CHECK_DONE();
 }

@@ -40,5 +40,53 @@ check sqlite3-memory-db 24 sqlite3 :memory: ".read $here/big.sql"
 check gnu-sort 24 sort -S 64M "$work/lines"
 check gnu-sort-two-threads 24 sort --parallel=2 -S 64M -k2,2n "$work/lines"
 check exit-status-kept 32 python3 -c 'import sys; x = bytearray(64 << 20); sys.exit(3)'
+# The supervisor's own duties, each a pass or a fail.
+verdict() { # name, then a command whose success is the pass
+	local name=$1; shift
+	if "$@"; then echo "ok - $name"; passed=$((passed + 1));
+	else echo "FAIL - $name"; failed=$((failed + 1)); fi
+}
+
+# uzswap stat answers with live figures while the program runs.
+stat_live() {
+	local pid out
+	"$uz" run --memory-max 16M -- python3 -c \
+		'import time; x = bytearray(48 << 20); x[::4096] = b"\x01" * (48 << 8); time.sleep(3)' \
+		2>/dev/null & pid=$!
+	sleep 1.5
+	out=$("$uz" stat "$pid")
+	wait "$pid"
+	grep -q '^zswpout [1-9]' <<<"$out" && grep -q '^faults [1-9]' <<<"$out"
+}
+
+# A signal sent to uzswap reaches the program, which dies of it; uzswap exits the same way.
+signal_forwarded() {
+	local pid rc
+	"$uz" run -- sleep 30 2>/dev/null & pid=$!
+	sleep 0.5
+	kill -TERM "$pid"
+	wait "$pid"; rc=$?
+	[ "$rc" -eq 143 ]
+}
+
+# fork without exec: the child reads its parent's evicted memory as it was at fork time.
+fork_child_reads_evicted() {
+	local out
+	out=$("$uz" run --memory-max 16M -- python3 -c '
+import os, hashlib
+x = bytearray(os.urandom(1 << 16) * 512)  # 32 MiB, twice the budget
+want = hashlib.sha256(x).hexdigest()
+pid = os.fork()
+if pid == 0:
+    os._exit(0 if hashlib.sha256(x).hexdigest() == want else 1)
+x[:] = bytes(len(x))
+_, status = os.waitpid(pid, 0)
+print("child", os.waitstatus_to_exitcode(status))' 2>/dev/null)
+	[ "$out" = "child 0" ]
+}
+
+verdict uzswap-stat-live stat_live
+verdict signal-forwarded signal_forwarded
+verdict fork-child-reads-evicted fork_child_reads_evicted
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -266,18 +266,23 @@ static uint32_t fullest_partial(const struct size_class *c)
 #define MADV_POPULATE_WRITE 23
 #endif
 
-/* Make the pages an object is about to reach resident in one call: cheaper than the
- * page faults its copy would take (no exception entry, no per-fault lookup). A kernel
- * without it answers EINVAL and the faults happen as before. */
-static void populate(struct pool *p, const struct zspage *zs, uint32_t end)
-{
-	uint32_t slot = (uint32_t)(zs - p->meta);
+/* Pages an object is about to reach that the pool has not touched yet: made resident in
+ * one call once the class mutex is dropped (cheaper than the faults the copy would take,
+ * and a thread storing into the same class does not wait behind the system call). */
+struct populate {
+	void *addr;
+	size_t bytes;
+};
 
-	madvise(slot_addr(p, slot) + (uint64_t)zs->touched * PAGE_BYTES,
-		(uint64_t)(end - zs->touched) * PAGE_BYTES, MADV_POPULATE_WRITE);
+/* A kernel without MADV_POPULATE_WRITE answers EINVAL and the copy faults the pages in. */
+static void populate(const struct populate *pop)
+{
+	if (pop->bytes)
+		madvise(pop->addr, pop->bytes, MADV_POPULATE_WRITE);
 }
 
-static int take_obj(struct pool *p, struct size_class *c, struct zspage *zs, uint32_t *obj)
+static int take_obj(struct pool *p, struct size_class *c, struct zspage *zs, uint32_t *obj,
+		    struct populate *pop)
 {
 	if (zs->free_head != OBJ_NONE) {
 		*obj = zs->free_head;
@@ -290,7 +295,8 @@ static int take_obj(struct pool *p, struct size_class *c, struct zspage *zs, uin
 	if (end > zs->touched) {
 		if (!charge(p, end - zs->touched))
 			return -ENOMEM;
-		populate(p, zs, end);
+		pop->addr = slot_addr(p, (uint32_t)(zs - p->meta)) + (uint64_t)zs->touched * PAGE_BYTES;
+		pop->bytes = (size_t)(end - zs->touched) * PAGE_BYTES;
 		zs->touched = (uint16_t)end;
 	}
 	*obj = zs->bump++;
@@ -413,7 +419,8 @@ static struct size_class *handle_class(struct pool *p, uint64_t handle, uint64_t
 
 /* ---- alloc / free ---- */
 
-static int alloc_locked(struct pool *p, struct size_class *c, uint64_t *handle)
+static int alloc_locked(struct pool *p, struct size_class *c, uint64_t *handle,
+			struct populate *pop)
 {
 	uint32_t slot = fullest_partial(c), obj;
 	bool fresh = slot == NONE;
@@ -423,7 +430,7 @@ static int alloc_locked(struct pool *p, struct size_class *c, uint64_t *handle)
 	if (fresh && (err = zspage_new(p, c, &slot)))
 		return err;
 	struct zspage *zs = &p->meta[slot];
-	err = take_obj(p, c, zs, &obj);
+	err = take_obj(p, c, zs, &obj, pop);
 	if (!err && (err = handle_get(c, &idx)))
 		put_obj(zs, obj);
 	if (err) {
@@ -441,23 +448,31 @@ static int alloc_locked(struct pool *p, struct size_class *c, uint64_t *handle)
 	return 0;
 }
 
+/* The class mutex covers only the allocation: making pages resident and the copy happen
+ * after it, so threads storing into one class overlap their copies. The migrate lock,
+ * held for reading throughout, keeps compaction from moving the new object meanwhile (the
+ * order, migrate then mutex, is compaction's too). */
 int pool_store(struct pool *pool, const void *src, size_t size, uint64_t *handle)
 {
 	if (size == 0 || size > POOL_MAX_OBJECT)
 		return -E2BIG;
 	struct size_class *c =
 		&pool->classes[pool->size_to_class[(size + CLASS_DELTA - 1) / CLASS_DELTA]];
-	pthread_mutex_lock(&c->lock);
-	int err = alloc_locked(pool, c, handle);
-	if (!err && src) {
-		/* Compaction needs this mutex too, so the new object cannot move meanwhile. */
-		uint64_t loc = *handle_word(c, (*handle & HANDLE_IDX_MASK) - 1) & ~WORD_LIVE;
+	struct populate pop = { NULL, 0 };
 
-		memcpy(slot_addr(pool, (uint32_t)(loc >> OBJ_BITS)) +
-			       (uint64_t)(loc & ((1u << OBJ_BITS) - 1)) * c->size,
-		       src, size);
-	}
+	pthread_rwlock_rdlock(&c->migrate);
+	pthread_mutex_lock(&c->lock);
+	int err = alloc_locked(pool, c, handle, &pop);
+	uint64_t loc = err ? 0 : *handle_word(c, (*handle & HANDLE_IDX_MASK) - 1) & ~WORD_LIVE;
 	pthread_mutex_unlock(&c->lock);
+	if (!err) {
+		populate(&pop);
+		if (src)
+			memcpy(slot_addr(pool, (uint32_t)(loc >> OBJ_BITS)) +
+				       (uint64_t)(loc & ((1u << OBJ_BITS) - 1)) * c->size,
+			       src, size);
+	}
+	pthread_rwlock_unlock(&c->migrate);
 	return err;
 }
 
@@ -548,9 +563,11 @@ static bool can_compact(const struct size_class *c)
 static bool move_obj(struct pool *p, struct size_class *c, uint32_t src, uint32_t i)
 {
 	uint32_t dst = fullest_partial(c), j;
+	struct populate pop = { NULL, 0 };
 
-	if (dst == NONE || take_obj(p, c, &p->meta[dst], &j))
+	if (dst == NONE || take_obj(p, c, &p->meta[dst], &j, &pop))
 		return false;
+	populate(&pop);
 	struct zspage *from = &p->meta[src], *to = &p->meta[dst];
 	memcpy(slot_addr(p, dst) + (uint64_t)j * c->size, slot_addr(p, src) + (uint64_t)i * c->size,
 		c->size);

@@ -5,6 +5,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 static int check_passed, check_failed, check_case_failed;
 
@@ -26,8 +27,12 @@ static int check_passed, check_failed, check_case_failed;
 		}                                                                                  \
 	} while (0)
 
+/* UZS_TEST_ONLY=name runs that case alone (for debugging; by default every case runs). */
 #define RUN(fn)                                                                            \
 	do {                                                                                   \
+		const char *check_only_ = getenv("UZS_TEST_ONLY");                                 \
+		if (check_only_ && *check_only_ && strcmp(check_only_, #fn))                       \
+			break;                                                                         \
 		check_case_failed = 0;                                                             \
 		fn();                                                                              \
 		if (check_case_failed) {                                                           \

@@ -519,44 +519,83 @@ static int create_groups(struct bench *b)
 	return 0;
 }
 
-/* One store and load cycle of single pages; *store_us, *load_us per page. */
-static int single_page_cycle(struct bench *b, double *store_us, double *load_us)
+/* One store and load cycle in runs of run_pages, checked; *store_us, *load_us per page of
+ * the calling threads' busy time. */
+static int page_cycle(struct bench *b, unsigned run_pages, double *store_us, double *load_us)
 {
-	unsigned run_pages = b->o->run_pages;
+	unsigned saved = b->o->run_pages;
 	double wall, busy;
 	int err;
 
-	b->o->run_pages = 1;
+	b->o->run_pages = run_pages;
 	err = run_phase(b, STORE, &wall, &busy);
 	*store_us = busy / b->in->nr;
 	if (!err)
 		err = run_phase(b, LOAD, &wall, &busy);
 	*load_us = busy / b->in->nr;
-	b->o->run_pages = run_pages;
+	b->o->run_pages = saved;
 	for (size_t i = 0; !err && i < b->in->nr; i++)
 		if (memcmp(b->in->data + i * PAGE, b->out + i * PAGE, PAGE))
 			err = -EIO;
 	return err;
 }
 
-/* With runs, the same pages one by one first, in the same process, so that the runs'
- * figures are a ratio to the single pages' (after an untimed cycle warms the pool up). */
-static int single_page_baseline(struct bench *b, struct result *r)
+/* Rounds of single pages against runs, alternated in one process: this machine's speed
+ * drifts from one moment to the next, so each round compares neighbours and the report
+ * gives the medians. The last round's runs are the reported store and load phases. */
+#define RUN_ROUNDS 7
+
+struct round_times {
+	double single_store[RUN_ROUNDS], single_load[RUN_ROUNDS];
+	double run_store[RUN_ROUNDS], run_load[RUN_ROUNDS];
+};
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return (x > y) - (x < y);
+}
+
+static double median_of(double *v, int n)
+{
+	qsort(v, (size_t)n, sizeof(*v), cmp_double);
+	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+/* All rounds but the last run cycle; a warm-up cycle of each kind first. */
+static int alternate_rounds(struct bench *b, struct round_times *t)
 {
 	double s, l;
-	int err = single_page_cycle(b, &s, &l);
+	int err = page_cycle(b, 1, &s, &l);
 
 	if (!err)
-		err = single_page_cycle(b, &r->single_store_us, &r->single_load_us);
+		err = page_cycle(b, b->o->run_pages, &s, &l);
+	for (int r = 0; r < RUN_ROUNDS && !err; r++) {
+		err = page_cycle(b, 1, &t->single_store[r], &t->single_load[r]);
+		if (!err && r < RUN_ROUNDS - 1)
+			err = page_cycle(b, b->o->run_pages, &t->run_store[r], &t->run_load[r]);
+	}
 	if (err)
-		return die("single-page cycle failed: %s", strerror(-err));
+		return die("alternating cycle failed: %s", strerror(-err));
 	return 0;
+}
+
+static void take_medians(struct round_times *t, struct result *r)
+{
+	t->run_store[RUN_ROUNDS - 1] = r->store_us;
+	t->run_load[RUN_ROUNDS - 1] = r->load_us;
+	r->single_store_us = median_of(t->single_store, RUN_ROUNDS);
+	r->single_load_us = median_of(t->single_load, RUN_ROUNDS);
+	r->store_us = median_of(t->run_store, RUN_ROUNDS);
+	r->load_us = median_of(t->run_load, RUN_ROUNDS);
 }
 
 static int bench_run(struct bench_opts *o, struct pages *in)
 {
 	struct bench b = { .o = o, .in = in };
 	struct result r = { .pages = in->nr };
+	struct round_times times;
 	double wall, busy, mb = (double)in->nr * PAGE / 1e6;
 	int err;
 
@@ -582,7 +621,7 @@ static int bench_run(struct bench_opts *o, struct pages *in)
 	r.raw_compress_us = busy / in->nr;
 	run_phase(&b, RAW_DECOMPRESS, &wall, &busy);
 	r.raw_decompress_us = busy / in->nr;
-	if (o->run_pages > 1 && (err = single_page_baseline(&b, &r)))
+	if (o->run_pages > 1 && (err = alternate_rounds(&b, &times)))
 		goto out;
 	if ((err = run_phase(&b, STORE, &wall, &busy))) {
 		err = die("swap-out failed: %s", strerror(-err));
@@ -607,6 +646,8 @@ static int bench_run(struct bench_opts *o, struct pages *in)
 		r.written_back = st.written_back_pages;
 		r.split_runs = b.split_runs;
 	}
+	if (o->run_pages > 1)
+		take_medians(&times, &r);
 	report(o, &r, b.uzs);
 	err = r.mismatches ? die("%zu pages came back different", r.mismatches) : 0;
 out:
@@ -645,8 +686,11 @@ static void bench_usage(FILE *out)
 	      "  --group-stats       print every group's figures after the run\n"
 	      "  --run-pages N       swap pages out and in as runs of N (a power of two up to\n"
 	      "                      512, as large folios); store_us and load_us stay per page.\n"
-	      "                      A run part of which was written back is loaded page by\n"
-	      "                      page (split_runs counts them)\n"
+	      "                      Seven rounds alternate single pages and runs in this\n"
+	      "                      process; store_us, load_us, single_store_us and\n"
+	      "                      single_load_us are the medians of the rounds. A run part\n"
+	      "                      of which was written back is loaded page by page\n"
+	      "                      (split_runs counts them)\n"
 	      "  --json              one JSON object instead of name-value lines\n"
 	      "Exit status: 0 all pages intact, 1 an error or any mismatch, 2 bad usage.\n",
 	      out);

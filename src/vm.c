@@ -100,6 +100,15 @@ void intervals_remove(struct intervals *iv, uintptr_t start, uintptr_t end)
 	}
 }
 
+/* The end of the interval holding addr; addr itself when none does. */
+static uintptr_t intervals_end_at(const struct intervals *iv, uintptr_t addr)
+{
+	for (size_t i = 0; i < iv->n; i++)
+		if (iv->v[i].start <= addr && iv->v[i].end > addr)
+			return iv->v[i].end;
+	return addr;
+}
+
 bool intervals_overlap(const struct intervals *iv, uintptr_t start, uintptr_t end)
 {
 	for (size_t i = 0; i < iv->n; i++)
@@ -221,15 +230,21 @@ static void mark_resident(struct vm_space *s, uint64_t pg, unsigned n, bool acti
 	space_charge(s, n);
 }
 
-/* How many pages from pg on are in state kind, up to max (a sequential fault's window). */
+/* How many pages from pg on are in state kind, up to max (a sequential fault's window),
+ * never past the registered range pg is in: UFFDIO_COPY accepts any range registered
+ * with some userfaultfd, so a window running on into a neighbour registered by another
+ * (the staging range, say) would install pages there. */
 static unsigned window_of(struct vm_space *s, uint64_t pg, unsigned kind, unsigned max)
 {
+	uintptr_t end = intervals_end_at(&s->registered, pg_addr(pg));
+	uint64_t left = end > pg_addr(pg) ? (end - pg_addr(pg)) / VM_PAGE : 1;
 	unsigned n = 1;
 
+	if (left < max)
+		max = (unsigned)left;
 	while (n < max) {
 		struct vpage *p = ptable_get(&s->pt, pg + n, false);
 
-		/* past the end of the mapping, install() stops where the kernel refuses */
 		if ((p ? vp_kind(p) : VP_NONE) != kind || (p && (p->val & VP_BUSY)))
 			break;
 		n++;
@@ -440,13 +455,14 @@ static void retry_pending(struct uzs_vm *vm)
 {
 	size_t keep = 0;
 	uint64_t now = now_ns();
+	bool stuck = atomic_load(&vm->evict_stuck);
 
 	pthread_mutex_lock(&vm->lock);
 	for (size_t i = 0; i < vm->npending; i++) {
 		struct pending_fault f = vm->pending[i];
 		int r = f.space->dead ? SERVED : serve_fault(f.space, f.addr, false);
 
-		if (r == DEFER && now - f.since_ns > PENDING_PATIENCE_NS &&
+		if (r == DEFER && (stuck || now - f.since_ns > PENDING_PATIENCE_NS) &&
 		    serve_fault(f.space, f.addr, true) == SERVED)
 			atomic_fetch_add(&vm->st.budget_overruns, 1);
 		else if (r == DEFER)
@@ -477,8 +493,14 @@ static void drop_page(void *arg, uint64_t pg, struct vpage *p)
 			c->uncharge++;
 		if (p->val & VP_ACTIVE)
 			s->nactive--;
-		if (p->val & VP_BUSY) /* being moved out: its slot is to be dropped */
-			s->slot_owner[vp_payload(p)] = 0;
+		if (p->val & VP_BUSY) {
+			/* Being moved out. It stays busy (gone, its slot still ours) until the move
+			 * settles: a fault on the address meanwhile must wait, or the move could
+			 * take the new page it installs and lose what the program writes there. */
+			vp_set(p, VP_NONE, VP_BUSY, vp_payload(p));
+			p->qseq = 0;
+			return;
+		}
 		break;
 	case VP_STAGED:
 		if (!(p->val & VP_BUSY)) { /* the staged copy is garbage now */
@@ -491,6 +513,10 @@ static void drop_page(void *arg, uint64_t pg, struct vpage *p)
 		break;
 	case VP_SWAPPED:
 		uzs_free(s->vm->uzs, vp_payload(p));
+		break;
+	case VP_NONE:
+		if (p->val & VP_BUSY)
+			return; /* dropped already, its move not yet settled */
 		break;
 	}
 	p->val = 0;
@@ -888,6 +914,8 @@ int uzs_region_create(struct uzs_vm *vm, size_t bytes, void **out)
 
 static bool any_evicting(struct uzs_vm *vm)
 {
+	if (vm->shrinking)
+		return true;
 	for (struct vm_space *s = vm->spaces; s; s = s->next)
 		if (s->evicting)
 			return true;
@@ -905,8 +933,8 @@ void uzs_vm_sync(struct uzs_vm *vm)
 	pthread_mutex_lock(&vm->lock);
 	while (vm->sync_done < req && !vm->stop)
 		pthread_cond_wait(&vm->sync_cond, &vm->lock);
-	/* and the eviction round in flight: pages it was compressing when they were
-	 * unmapped are only let go when it settles */
+	/* and the eviction round or writeback in flight: pages it was compressing (or
+	 * writing) when they were unmapped are only let go when it settles */
 	while (any_evicting(vm)) {
 		pthread_mutex_unlock(&vm->lock);
 		usleep(200);

@@ -48,13 +48,14 @@ static struct uzs_group *vm_group(struct uzs_vm *vm)
 	return vm->group ? vm->group : uzs_root_group(vm->uzs);
 }
 
+/* Pages the program may still fault in: the group's room less the eviction reserve. */
 long vm_headroom_pages(struct uzs_vm *vm)
 {
 	int64_t room = uzs_group_memory_room(vm_group(vm));
 
 	if (room == INT64_MAX)
 		return LONG_MAX / 2;
-	return (long)(room / (int64_t)VM_PAGE);
+	return (long)(room / (int64_t)VM_PAGE) - EVICT_RESERVE;
 }
 
 static long budget_pages(struct uzs_vm *vm)
@@ -232,9 +233,10 @@ static void pick_victims(struct vm_space *s, long budget, struct batch *b)
 
 /* Where each moved page is now (mremap may have moved its state, munmap dropped it),
  * and what became of it. */
-static void settle_moves(struct vm_space *s, struct batch *b, int err)
+static unsigned settle_moves(struct vm_space *s, struct batch *b, int err)
 {
 	struct uzs_vm *vm = s->vm;
+	unsigned moved = 0;
 
 	for (unsigned i = 0; i < b->n; i++) {
 		uint32_t slot = b->slot[i];
@@ -244,11 +246,17 @@ static void settle_moves(struct vm_space *s, struct batch *b, int err)
 			     vp_payload(p) == slot;
 		int r = err ? err : b->res[i];
 
+		if (p && vp_kind(p) == VP_NONE && (p->val & VP_BUSY) && vp_payload(p) == slot) {
+			p->val = 0; /* unmapped or discarded while it moved (drop_page) */
+			p = NULL;
+		}
+
 		if (!r && still) {
 			vp_set(p, VP_STAGED, 0, slot);
 			p->qseq = ++s->qseq;
 			fifo_push(&s->staged, slot, p->qseq);
 			s->nstaged++;
+			moved++;
 			atomic_fetch_add(&vm->st.evicted, 1);
 		} else if (!r) { /* moved, but unmapped meanwhile (and uncharged then) */
 			s->slot_owner[slot] = 0;
@@ -265,6 +273,7 @@ static void settle_moves(struct vm_space *s, struct batch *b, int err)
 			}
 		}
 	}
+	return moved;
 }
 
 /* ---- compressing the oldest staged pages ---- */
@@ -310,6 +319,9 @@ static int read_commits(struct vm_space *s, struct commit *c, unsigned char *buf
 		       (ssize_t)((size_t)c->n * VM_PAGE) ? 0 : -EIO;
 }
 
+/* A compressed copy is charged before its staged page is discarded: past the first page
+ * of a batch (progress, even over budget), compress only while a whole page still fits
+ * the budget; the rest stay staged for the next round. */
 static void compress_commits(struct vm_space *s, struct commit *c)
 {
 	struct uzs_vm *vm = s->vm;
@@ -319,12 +331,25 @@ static void compress_commits(struct vm_space *s, struct commit *c)
 		const void *src = s->self ? (void *)(s->staging + (uintptr_t)c->slot[i] * VM_PAGE)
 					  : vm->evict_buf + (size_t)i * VM_PAGE;
 
+		if (r == 0 && i > 0 && uzs_group_memory_room(vm_group(vm)) < (int64_t)VM_PAGE)
+			r = -EAGAIN;
 		c->res[i] = r < 0 ? r : uzs_swap_out(vm->uzs, vm->group, src, &c->sw[i]);
 	}
 }
 
-static void settle_commits(struct vm_space *s, struct commit *c)
+/* A page unmapped while its batch was out (drop_page leaves busy staged pages to us):
+ * its staged copy is garbage. */
+static void commit_dropped(struct vm_space *s, uint32_t slot)
 {
+	s->slot_owner[slot] = 0;
+	s->discard[s->ndiscard++] = slot;
+	s->nstaged--;
+}
+
+static unsigned settle_commits(struct vm_space *s, struct commit *c)
+{
+	unsigned done = 0;
+
 	for (unsigned i = 0; i < c->n; i++) {
 		/* where the page is now: mremap may have moved it meanwhile */
 		uint64_t pg = s->slot_owner[c->slot[i]];
@@ -332,24 +357,26 @@ static void settle_commits(struct vm_space *s, struct commit *c)
 		bool still = p && vp_kind(p) == VP_STAGED && vp_payload(p) == c->slot[i] &&
 			     (p->val & VP_BUSY);
 
-		if (c->res[i] < 0) {
-			if (still) { /* the engine refused it: keep it staged, try later */
-				p->val &= ~VP_BUSY;
-				p->qseq = ++s->qseq;
-				fifo_push(&s->staged, c->slot[i], p->qseq);
-			}
+		if (c->res[i] < 0 && still) { /* the engine refused it: keep it staged */
+			p->val &= ~VP_BUSY;
+			p->qseq = ++s->qseq;
+			fifo_push(&s->staged, c->slot[i], p->qseq);
 			continue;
 		}
-		if (still) {
+		if (c->res[i] >= 0 && still) {
 			vp_set(p, VP_SWAPPED, 0, c->sw[i]);
 			p->evicted_at = s->vm->evict_clock++;
+			s->slot_owner[c->slot[i]] = 0;
+			s->discard[s->ndiscard++] = c->slot[i];
 			s->nstaged--;
-		} else {
-			uzs_free(s->vm->uzs, c->sw[i]); /* unmapped while being compressed */
+			done++;
+			continue;
 		}
-		s->slot_owner[c->slot[i]] = 0;
-		s->discard[s->ndiscard++] = c->slot[i];
+		if (c->res[i] >= 0)
+			uzs_free(s->vm->uzs, c->sw[i]);
+		commit_dropped(s, c->slot[i]);
 	}
+	return done;
 }
 
 /* One round on one space: stage a batch of victims, compress a batch of the oldest
@@ -358,6 +385,7 @@ static unsigned evict_round(struct uzs_vm *vm, struct vm_space *s, long budget)
 {
 	struct batch b;
 	struct commit c;
+	unsigned done;
 	int err = 0;
 
 	pick_victims(s, budget, &b);
@@ -369,13 +397,12 @@ static unsigned evict_round(struct uzs_vm *vm, struct vm_space *s, long budget)
 	compress_commits(s, &c);
 	pthread_mutex_lock(&vm->lock);
 	s->evicting = false;
-	settle_moves(s, &b, err);
-	settle_commits(s, &c);
+	done = settle_moves(s, &b, err) + settle_commits(s, &c);
 	if (err == -EPIPE)
 		s->dead = true;
 	else
 		space_flush_discards(s);
-	return b.n + c.n;
+	return done;
 }
 
 /* The space with the most pages charged that can evict now. */
@@ -398,9 +425,11 @@ static void shrink_compressed(struct uzs_vm *vm, long budget)
 
 	if (vm->group && uzs_group_get_stats(vm->group, &st) == 0 &&
 	    st.zswap > (uint64_t)budget * VM_PAGE / 4 * 3) {
+		vm->shrinking = true;
 		pthread_mutex_unlock(&vm->lock);
 		uzs_group_shrink(vm->group, EVICT_BATCH);
 		pthread_mutex_lock(&vm->lock);
+		vm->shrinking = false;
 	}
 }
 
@@ -419,7 +448,9 @@ static void maybe_scan(struct uzs_vm *vm)
 	vm->last_scan_ns = mono_ns();
 }
 
-static void evict_to_low_watermark(struct uzs_vm *vm)
+#define STUCK_RETRY_NS 50000000ull
+
+static void evict_to_low_watermark(struct uzs_vm *vm, bool kicked)
 {
 	long budget = budget_pages(vm);
 	long high = budget / 16 > 128 ? budget / 16 : 128;
@@ -427,7 +458,11 @@ static void evict_to_low_watermark(struct uzs_vm *vm)
 	unsigned idle = 0;
 
 	atomic_store(&vm->high_pages, high);
-	if (budget >= LONG_MAX / 2 || vm_headroom_pages(vm) >= high)
+	if (budget >= LONG_MAX / 2 || vm_headroom_pages(vm) >= high) {
+		atomic_store(&vm->evict_stuck, false);
+		return;
+	}
+	if (atomic_load(&vm->evict_stuck) && !kicked && mono_ns() < vm->stuck_retry_ns)
 		return;
 	while (!vm->stop && vm_headroom_pages(vm) < low && idle < 3) {
 		struct vm_space *s = biggest_space(vm);
@@ -436,6 +471,13 @@ static void evict_to_low_watermark(struct uzs_vm *vm)
 		shrink_compressed(vm, budget);
 		if (!s || !evict_round(vm, s, budget))
 			idle++;
+		else
+			idle = 0;
+		vm_kick_faults(vm);
+	}
+	atomic_store(&vm->evict_stuck, idle >= 3 && vm_headroom_pages(vm) < 1);
+	if (atomic_load(&vm->evict_stuck)) {
+		vm->stuck_retry_ns = mono_ns() + STUCK_RETRY_NS;
 		vm_kick_faults(vm);
 	}
 }
@@ -634,9 +676,11 @@ void *evict_main(void *arg)
 			}
 			pthread_cond_timedwait(&vm->evict_cond, &vm->lock, &until);
 		}
+		bool kicked = vm->evict_kick;
+
 		vm->evict_kick = false;
 		maybe_scan(vm);
-		evict_to_low_watermark(vm);
+		evict_to_low_watermark(vm, kicked);
 		for (struct vm_space *s = vm->spaces; s; s = s->next)
 			if (!s->dead && s->ndiscard)
 				space_flush_discards(s);

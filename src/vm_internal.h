@@ -25,6 +25,9 @@
 #define ZERO_AROUND 64u   /* pages zero-filled ahead of a sequential first touch */
 #define EVICT_BATCH AGENT_BATCH
 #define STAGE_TARGET 128u /* pages kept staged (uncompressed) for a second chance */
+/* Room faults leave to the eviction thread: a page being compressed is charged twice
+ * (staged and compressed) until its staged copy is discarded, and that must fit too. */
+#define EVICT_RESERVE 32
 
 struct interval {
 	uintptr_t start, end;
@@ -87,6 +90,7 @@ struct uzs_vm {
 	pthread_t fault_thread, evict_thread;
 	pthread_cond_t evict_cond;
 	bool evict_kick, stop;
+	bool shrinking; /* the eviction thread is writing compressed pages back (lock dropped) */
 	uint64_t sync_req, sync_done; /* uzs_vm_sync: loops of the fault thread asked, done */
 	pthread_cond_t sync_cond;
 
@@ -97,8 +101,10 @@ struct uzs_vm {
 	unsigned char *zero; /* ZERO_AROUND zero pages */
 	unsigned char *evict_buf; /* eviction thread: a staged page read from a process */
 	uint32_t evict_clock;
-	_Atomic long high_pages;
-	uint64_t last_scan_ns; /* eviction thread: when the processes' mappings were read */ /* eviction starts when the room falls below this */
+	_Atomic long high_pages; /* eviction starts when the room falls below this */
+	uint64_t last_scan_ns; /* eviction thread: when the processes' mappings were read */
+	_Atomic bool evict_stuck;
+	uint64_t stuck_retry_ns;
 
 	struct {
 		_Atomic uint64_t faults, zero_fills, swapins, staged_refaults, readahead_pages,

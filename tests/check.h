@@ -27,11 +27,24 @@ static int check_passed, check_failed, check_case_failed;
 		}                                                                                  \
 	} while (0)
 
-/* UZS_TEST_ONLY=name runs that case alone (for debugging; by default every case runs). */
+/* UZS_TEST_ONLY=name[,name...] runs those cases alone (for debugging; by default every
+ * case runs). */
+static inline int check_selected(const char *name)
+{
+	const char *only = getenv("UZS_TEST_ONLY");
+	size_t n = strlen(name);
+
+	if (!only || !*only)
+		return 1;
+	for (const char *p = only; (p = strstr(p, name)); p += n)
+		if ((p == only || p[-1] == ',') && (p[n] == ',' || !p[n]))
+			return 1;
+	return 0;
+}
+
 #define RUN(fn)                                                                            \
 	do {                                                                                   \
-		const char *check_only_ = getenv("UZS_TEST_ONLY");                                 \
-		if (check_only_ && *check_only_ && strcmp(check_only_, #fn))                       \
+		if (!check_selected(#fn))                                                          \
 			break;                                                                         \
 		check_case_failed = 0;                                                             \
 		fn();                                                                              \

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "helpers.h"
+#include "uffd.h"
 
 #define PG 4096u
 #define MB (1u << 20)
@@ -359,6 +360,38 @@ static void hot_set_stays_resident(void)
 	stop(&f);
 }
 
+/* A region whose next neighbour is registered with another userfaultfd (as a staging
+ * range is): sequential faults up to the region's end must not install pages past it
+ * (UFFDIO_COPY accepts a range registered with any userfaultfd). */
+static void readahead_stops_at_region_end(void)
+{
+	struct fixture f = start(64 * MB);
+	unsigned char *r, *next;
+	unsigned sum = 0, installed = 0;
+	int uffd;
+
+	CHECK_EQ(uzs_region_create(f.vm, 2 * MB, (void **)&r), 0);
+	CHECK_EQ(munmap(r + MB, MB), 0); /* the region is now [r, r + 1 MiB) */
+	uzs_vm_sync(f.vm);
+	next = mmap(r + MB, MB, PROT_READ | PROT_WRITE,
+		    MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+	CHECK(next == r + MB);
+	uffd = uffd_open_kernel_mode();
+	CHECK(uffd >= 0);
+	CHECK_EQ(uffd_handshake(uffd, 0), 0);
+	CHECK_EQ(uffd_register_missing(uffd, (uintptr_t)next, MB), 0);
+	for (size_t i = 0; i < MB; i += PG) /* sequential: the window grows to its maximum */
+		sum += r[i];
+	for (size_t i = 0; i < MB; i += PG)
+		installed += resident(next + i); /* mincore: looks without faulting */
+	CHECK_EQ(sum, 0);
+	CHECK_EQ(installed, 0);
+	close(uffd);
+	munmap(next, MB);
+	CHECK_EQ(uzs_region_destroy(f.vm, r, MB), 0);
+	stop(&f);
+}
+
 static void region_bad_arguments(void)
 {
 	struct fixture f = start(8 * MB);
@@ -385,6 +418,7 @@ int main(void)
 	RUN(mremap_moves_slots);
 	RUN(fork_child_sees_fork_time_memory);
 	RUN(hot_set_stays_resident);
+	RUN(readahead_stops_at_region_end);
 	RUN(region_bad_arguments);
 	return CHECK_DONE();
 }

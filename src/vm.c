@@ -72,12 +72,14 @@ int intervals_add(struct intervals *iv, uintptr_t start, uintptr_t end)
 		iv->v = v;
 		iv->cap = cap;
 	}
+	iv->hit = (struct interval){ 0, 0 };
 	iv->v[iv->n++] = (struct interval){ start, end };
 	return 0;
 }
 
 void intervals_remove(struct intervals *iv, uintptr_t start, uintptr_t end)
 {
+	iv->hit = (struct interval){ 0, 0 };
 	for (size_t i = 0; i < iv->n; i++) {
 		struct interval *x = &iv->v[i];
 
@@ -100,12 +102,17 @@ void intervals_remove(struct intervals *iv, uintptr_t start, uintptr_t end)
 	}
 }
 
-/* The end of the interval holding addr; addr itself when none does. */
-static uintptr_t intervals_end_at(const struct intervals *iv, uintptr_t addr)
+/* The end of the interval holding addr; addr itself when none does. Faults come in runs
+ * within one interval, so the last one found is tried first. */
+static uintptr_t intervals_end_at(struct intervals *iv, uintptr_t addr)
 {
+	if (iv->hit.start <= addr && iv->hit.end > addr)
+		return iv->hit.end;
 	for (size_t i = 0; i < iv->n; i++)
-		if (iv->v[i].start <= addr && iv->v[i].end > addr)
-			return iv->v[i].end;
+		if (iv->v[i].start <= addr && iv->v[i].end > addr) {
+			iv->hit = iv->v[i];
+			return iv->hit.end;
+		}
 	return addr;
 }
 

@@ -337,9 +337,9 @@ static void compress_commits(struct vm_space *s, struct commit *c)
 	}
 }
 
-/* A page unmapped while its batch was out (drop_page leaves busy staged pages to us):
- * its staged copy is garbage. */
-static void commit_dropped(struct vm_space *s, uint32_t slot)
+/* The staged copy has served: compressed, or unmapped while its batch was out
+ * (drop_page leaves busy staged pages to us). */
+static void staged_copy_done(struct vm_space *s, uint32_t slot)
 {
 	s->slot_owner[slot] = 0;
 	s->discard[s->ndiscard++] = slot;
@@ -363,18 +363,14 @@ static unsigned settle_commits(struct vm_space *s, struct commit *c)
 			fifo_push(&s->staged, c->slot[i], p->qseq);
 			continue;
 		}
-		if (c->res[i] >= 0 && still) {
+		if (still) {
 			vp_set(p, VP_SWAPPED, 0, c->sw[i]);
 			p->evicted_at = s->vm->evict_clock++;
-			s->slot_owner[c->slot[i]] = 0;
-			s->discard[s->ndiscard++] = c->slot[i];
-			s->nstaged--;
 			done++;
-			continue;
+		} else if (c->res[i] >= 0) {
+			uzs_free(s->vm->uzs, c->sw[i]); /* unmapped while being compressed */
 		}
-		if (c->res[i] >= 0)
-			uzs_free(s->vm->uzs, c->sw[i]);
-		commit_dropped(s, c->slot[i]);
+		staged_copy_done(s, c->slot[i]);
 	}
 	return done;
 }

@@ -36,6 +36,7 @@ struct interval {
 struct intervals {
 	struct interval *v;
 	size_t n, cap;
+	struct interval hit; /* the last one intervals_end_at found; cleared by any change */
 };
 
 struct vm_space {

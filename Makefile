@@ -29,7 +29,7 @@ LIB_OBJ := $(LIB_SRC:src/%.c=$(BUILD)/obj/%.o)
 TOOL_SRC := $(filter-out tools/agent.c,$(wildcard tools/*.c))
 TOOL_OBJ := $(TOOL_SRC:tools/%.c=$(BUILD)/obj/tools/%.o)
 # Tests that need the fault-injection build run only there; the rest everywhere else.
-FAULT_TEST_SRC := tests/test_faults.c tests/test_races.c
+FAULT_TEST_SRC := tests/test_faults.c tests/test_races.c tests/test_vm_races.c
 TEST_SRC := $(if $(FAULT),$(FAULT_TEST_SRC),$(filter-out $(FAULT_TEST_SRC),$(wildcard tests/test_*.c)))
 TESTS := $(TEST_SRC:tests/%.c=$(BUILD)/%)
 

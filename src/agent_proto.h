@@ -12,7 +12,9 @@
 #include <stdint.h>
 
 #define AGENT_ENV_SOCKET "UZSWAP_AGENT_SOCKET"
-#define AGENT_MAGIC 0x757a7377u /* "uzsw" */
+/* "uzs" and the protocol's version, 2: a new layout of any message takes a new one, so an
+ * agent and a supervisor of different builds refuse each other at hello */
+#define AGENT_MAGIC 0x757a7302u
 #define AGENT_BATCH 64u         /* pages per request */
 #define AGENT_PAGE 4096u
 #define AGENT_STAGING_SLOTS 1024u
@@ -29,20 +31,18 @@ struct agent_hello {
 	uint64_t stack, stack_len; /* the agent thread's stack: never to be managed */
 };
 
-enum agent_op {
-	AGENT_MOVE_OUT = 1, /* pairs (src, dst): move each page src -> dst (staging) */
-	AGENT_DISCARD = 2,  /* addresses: drop each staging page */
-};
-
+/* One request: drop the staging ranges [drop_start[i], drop_start[i] + drop_len[i]),
+ * then move each page move_src[i] -> move_dst[i] (a staging slot, possibly one just
+ * dropped). The reply follows once both are done. */
 struct agent_req {
-	uint32_t op;
-	uint32_t n;
-	uint64_t addr[2 * AGENT_BATCH];
+	uint32_t ndrop, nmove;
+	uint64_t drop_start[AGENT_BATCH], drop_len[AGENT_BATCH];
+	uint64_t move_src[AGENT_BATCH], move_dst[AGENT_BATCH];
 };
 
-/* Reply to AGENT_MOVE_OUT: 0 or -errno per pair; to AGENT_DISCARD: result[0]. */
 struct agent_reply {
-	int32_t result[AGENT_BATCH];
+	int32_t dropped;           /* 0, or -errno of a drop that failed */
+	int32_t moved[AGENT_BATCH]; /* 0 or -errno per page */
 };
 
 #endif

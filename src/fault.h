@@ -31,6 +31,8 @@ enum hook_point {
 	HOOK_FREE_COUNTED,	/* free: the count reached zero, the entry not yet dropped */
 	HOOK_RUN_LOAD_START,	/* run swap-in: arguments checked, nothing borrowed yet */
 	HOOK_RUN_LOAD_BORROWED, /* run swap-in: every entry borrowed, none decompressed */
+	HOOK_MOVE_BATCH,	/* eviction: victims marked busy, not yet moved (their first's address) */
+	HOOK_MOVE_UNSHARE,	/* a move refused as shared, the page not yet made ours (its address) */
 	HOOK_NR_POINTS
 };
 

@@ -1,9 +1,11 @@
 /* uffd — thin wrappers over the userfaultfd calls, returning -errno. */
 #define _GNU_SOURCE
 #include "uffd.h"
+#include "fault.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/futex.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -63,6 +65,71 @@ long uffd_move(int fd, uintptr_t dst, uintptr_t src, uintptr_t len, int wake)
 	if (ioctl(fd, UFFDIO_MOVE, &m) < 0)
 		return m.move > 0 ? m.move : -errno;
 	return m.move;
+}
+
+#define MOVE_PAGE 4096u
+
+/* Pages from i on whose source and destination both follow on from page i's. */
+static unsigned stretch_at(const uint64_t *src, const uint64_t *dst, unsigned i, unsigned n)
+{
+	unsigned k = 1;
+
+	while (i + k < n && src[i + k] == src[i] + (uint64_t)k * MOVE_PAGE &&
+	       dst[i + k] == dst[i] + (uint64_t)k * MOVE_PAGE)
+		k++;
+	return k;
+}
+
+/* Make the page at addr this process's own, as a write would (copy-on-write after a
+ * fork), without changing a byte: the kernel adds 0 to its first word atomically, so a
+ * write of the program's at the same moment is never lost. A page that went away
+ * meanwhile is EFAULT, not a signal, and not a wait for the fault handler either: the
+ * futex fault-in does not let userfaultfd hold it (no retry allowed), and the handler
+ * could not serve it while the page is marked as moving. */
+static int unshare_page(uint64_t addr)
+{
+	int unused = 0; /* the first futex: nobody waits on it, and nothing is woken */
+
+	if (syscall(SYS_futex, &unused, FUTEX_WAKE_OP | FUTEX_PRIVATE_FLAG, 0, NULL,
+		    (void *)(uintptr_t)addr, FUTEX_OP(FUTEX_OP_ADD, 0, FUTEX_OP_CMP_EQ, 0)) < 0)
+		return -errno;
+	return 0;
+}
+
+/* One page; one shared with a forked process (EBUSY) is made ours and tried again. */
+static long move_one(int fd, uint64_t dst, uint64_t src)
+{
+	long m = uffd_move(fd, dst, src, MOVE_PAGE, 0);
+
+	if (m == -EBUSY)
+		fault_hook(HOOK_MOVE_UNSHARE, src);
+	if (m == -EBUSY && unshare_page(src) == 0)
+		m = uffd_move(fd, dst, src, MOVE_PAGE, 0);
+	return m;
+}
+
+void uffd_move_pages(int fd, const uint64_t *src, const uint64_t *dst, unsigned n, int *res)
+{
+	unsigned i = 0;
+
+	while (i < n) {
+		unsigned k = stretch_at(src, dst, i, n);
+		long m = uffd_move(fd, dst[i], src[i], (uintptr_t)k * MOVE_PAGE, 0);
+
+		if (m < 0) /* which page refused, and why: the first alone */
+			m = move_one(fd, dst[i], src[i]);
+		if (m < 0) {
+			res[i++] = (int)m;
+			continue;
+		}
+		if (m < MOVE_PAGE) { /* no progress and no error: let the caller retry later */
+			res[i++] = -EAGAIN;
+			continue;
+		}
+		/* the kernel moves in order: what it reports done is the first pages' */
+		for (unsigned done = (unsigned)(m / MOVE_PAGE); done-- && k--;)
+			res[i++] = 0;
+	}
 }
 
 int uffd_wake(int fd, uintptr_t start, uintptr_t len)

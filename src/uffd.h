@@ -59,6 +59,14 @@ long uffd_copy(int fd, uintptr_t dst, const void *src, uintptr_t len);
 /* Move len bytes of pages from src to dst within the descriptor's process; dst must be
  * registered with fd. Returns the bytes moved or -errno (-EBUSY: a page is shared). */
 long uffd_move(int fd, uintptr_t dst, uintptr_t src, uintptr_t len, int wake);
+/* Move n pages, src[i] -> dst[i] (dst registered with fd, nobody woken there), with one
+ * call per stretch where both sides are consecutive: the kernel then flushes the TLB once
+ * for the stretch instead of once a page, which is what moving costs while the
+ * process's other threads run. A page still shared copy-on-write with a forked process
+ * (which the kernel will not move) is first made this process's own, as a write of the
+ * program's would, by an atomic add of 0 to it (a page gone missing meanwhile stays
+ * refused). res[i] = 0 or -errno, page by page. */
+void uffd_move_pages(int fd, const uint64_t *src, const uint64_t *dst, unsigned n, int *res);
 int uffd_wake(int fd, uintptr_t start, uintptr_t len);
 /* Make accesses to [start, start+len) raise SIGBUS: a page that cannot be brought back. */
 int uffd_poison(int fd, uintptr_t start, uintptr_t len);

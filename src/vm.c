@@ -20,6 +20,10 @@
 #include "engine.h"
 #include "uffd.h"
 
+#ifndef FAULT_SPIN_NS
+#define FAULT_SPIN_NS 50000ull /* how long the fault thread looks before sleeping */
+#endif
+#define FORK_GRACE_NS 100000000ull /* a forked child's time to exec before it is charged */
 #define PENDING_PATIENCE_NS 1000000000ull /* a fault waits at most this long for room */
 
 static uint64_t now_ns(void)
@@ -145,17 +149,43 @@ static struct vm_space *space_new(struct uzs_vm *vm, int uffd)
 
 static int space_setup_staging(struct vm_space *s, uintptr_t base, unsigned slots)
 {
+	if (!slots || slots > AGENT_STAGING_SLOTS)
+		return -EINVAL;
 	s->slot_owner = calloc(slots, sizeof(*s->slot_owner));
-	s->free_slots = malloc(slots * sizeof(*s->free_slots));
+	s->slot_free = calloc((slots + 63) / 64, sizeof(*s->slot_free));
 	s->discard = malloc(slots * sizeof(*s->discard));
-	if (!s->slot_owner || !s->free_slots || !s->discard)
+	if (!s->slot_owner || !s->slot_free || !s->discard)
 		return -ENOMEM;
 	s->staging = base;
 	s->staging_slots = slots;
 	for (unsigned i = 0; i < slots; i++)
-		s->free_slots[i] = slots - 1 - i;
-	s->nfree = slots;
+		staging_give(s, i);
 	return intervals_add(&s->excluded, base, base + (uintptr_t)slots * VM_PAGE);
+}
+
+/* Slots go out in address order from a cursor that moves on, so consecutive victims get
+ * consecutive slots and their moves, and later their discards, are one call a stretch. */
+uint32_t staging_take(struct vm_space *s)
+{
+	unsigned words = (s->staging_slots + 63) / 64, w = s->slot_cursor / 64;
+	uint64_t bits = s->slot_free[w] & (~0ull << (s->slot_cursor % 64));
+	uint32_t slot;
+
+	while (!bits) {
+		w = (w + 1) % words;
+		bits = s->slot_free[w];
+	}
+	slot = w * 64 + (unsigned)__builtin_ctzll(bits);
+	s->slot_free[w] &= ~(1ull << (slot % 64));
+	s->nfree--;
+	s->slot_cursor = slot + 1 < s->staging_slots ? slot + 1 : 0;
+	return slot;
+}
+
+void staging_give(struct vm_space *s, uint32_t slot)
+{
+	s->slot_free[slot / 64] |= 1ull << (slot % 64);
+	s->nfree++;
 }
 
 /* Give back everything a space holds: slots freed, charges dropped. */
@@ -190,7 +220,7 @@ static void space_free(struct vm_space *s)
 	fifo_free(&s->active);
 	fifo_free(&s->staged);
 	free(s->slot_owner);
-	free(s->free_slots);
+	free(s->slot_free);
 	free(s->discard);
 	free(s->registered.v);
 	free(s->excluded.v);
@@ -457,10 +487,11 @@ static void wake_evictor(struct uzs_vm *vm)
 }
 
 /* Faults that waited: serve those that now fit; past the patience, serve anyway (a
- * program is never stuck because nothing more could be evicted). */
-static void retry_pending(struct uzs_vm *vm)
+ * program is never stuck because nothing more could be evicted). Returns how many were
+ * served. */
+static unsigned retry_pending(struct uzs_vm *vm)
 {
-	size_t keep = 0;
+	size_t keep = 0, served;
 	uint64_t now = now_ns();
 	bool stuck = atomic_load(&vm->evict_stuck);
 
@@ -475,10 +506,12 @@ static void retry_pending(struct uzs_vm *vm)
 		else if (r == DEFER)
 			vm->pending[keep++] = f;
 	}
+	served = vm->npending - keep;
 	vm->npending = keep;
 	if (keep)
 		wake_evictor(vm);
 	pthread_mutex_unlock(&vm->lock);
+	return (unsigned)served;
 }
 
 /* ---- the program's memory events ---- */
@@ -637,6 +670,10 @@ static void on_fork(struct vm_space *parent, int child_fd)
 	}
 	fcntl(child_fd, F_SETFL, O_NONBLOCK);
 	child->fork_parent = parent->pid;
+	/* A child of this process has no agent to move its pages: what it shares with us
+	 * stays its own, uncharged. Another process's child gets an agent of its own. */
+	if (!parent->self)
+		child->inherit_at_ns = now_ns() + FORK_GRACE_NS;
 	pthread_mutex_lock(&vm->lock);
 	/* pages in flight have no settled state to copy: let the eviction round finish */
 	while (parent->evicting) {
@@ -662,15 +699,17 @@ static void on_fork(struct vm_space *parent, int child_fd)
 static void handle_msg(struct vm_space *s, const struct uffd_msg *m)
 {
 	struct uzs_vm *vm = s->vm;
+	uintptr_t addr;
 
 	switch (m->event) {
 	case UFFD_EVENT_PAGEFAULT:
+		addr = (uintptr_t)m->arg.pagefault.address & ~(uintptr_t)(VM_PAGE - 1);
 		atomic_fetch_add(&vm->st.faults, 1);
 		pthread_mutex_lock(&vm->lock);
-		if (vm->npending || serve_fault(s, (uintptr_t)m->arg.pagefault.address, false) == DEFER) {
+		if (vm->npending || serve_fault(s, addr, false) == DEFER) {
 			/* keep order: once one waits, later ones queue behind it */
 			pthread_mutex_unlock(&vm->lock);
-			defer_fault(vm, s, (uintptr_t)m->arg.pagefault.address & ~(uintptr_t)(VM_PAGE - 1));
+			defer_fault(vm, s, addr);
 			pthread_mutex_lock(&vm->lock);
 			wake_evictor(vm);
 		} else if (vm_headroom_pages(vm) < atomic_load(&vm->high_pages)) {
@@ -693,14 +732,17 @@ static void handle_msg(struct vm_space *s, const struct uffd_msg *m)
 	}
 }
 
-static void drain_space(struct vm_space *s)
+/* Handles what the space's descriptor holds; returns how many messages there were. */
+static unsigned drain_space(struct vm_space *s)
 {
 	struct uffd_msg msgs[64];
+	unsigned seen = 0;
 	ssize_t n;
 
 	while ((n = read(s->uffd, msgs, sizeof(msgs))) > 0)
-		for (ssize_t i = 0; i < n / (ssize_t)sizeof(msgs[0]); i++)
+		for (ssize_t i = 0; i < n / (ssize_t)sizeof(msgs[0]); i++, seen++)
 			handle_msg(s, &msgs[i]);
+	return seen;
 }
 
 /* Spaces whose process exited and that no thread uses any more. */
@@ -725,10 +767,38 @@ static void reap_dead(struct uzs_vm *vm)
 	pthread_mutex_unlock(&vm->lock);
 }
 
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#elif defined(__aarch64__)
+	__asm__ volatile("yield");
+#endif
+}
+
+/* After a fault the next one tends to follow within microseconds (the program resumes
+ * and touches the next page): look for it without sleeping for a while, since waking
+ * this thread from sleep costs more than serving the fault on a virtual machine (a
+ * round trip measured 21-29 us sleeping, 12-13 us spinning). */
+static int wait_events(struct uzs_vm *vm, struct epoll_event *evs, int max, int timeout_ms,
+		       bool spin)
+{
+	uint64_t until = spin ? now_ns() + FAULT_SPIN_NS : 0;
+	int n;
+
+	while (now_ns() < until) {
+		if ((n = epoll_wait(vm->epfd, evs, max, 0)) != 0)
+			return n;
+		cpu_relax();
+	}
+	return epoll_wait(vm->epfd, evs, max, timeout_ms);
+}
+
 static void *fault_main(void *arg)
 {
 	struct uzs_vm *vm = arg;
 	struct epoll_event evs[32];
+	unsigned handled = 0;
 
 	for (;;) {
 		int n;
@@ -738,7 +808,8 @@ static void *fault_main(void *arg)
 		pthread_mutex_lock(&vm->lock);
 		seen = vm->sync_req;
 		pthread_mutex_unlock(&vm->lock);
-		n = epoll_wait(vm->epfd, evs, 32, vm->npending ? 1 : 100);
+		n = wait_events(vm, evs, 32, vm->npending ? 1 : 100, handled > 0);
+		handled = 0;
 
 		for (int i = 0; i < n; i++) {
 			if (!evs[i].data.ptr) {
@@ -749,10 +820,10 @@ static void *fault_main(void *arg)
 				}
 				continue;
 			}
-			drain_space(evs[i].data.ptr);
+			handled += drain_space(evs[i].data.ptr);
 		}
 		if (vm->npending)
-			retry_pending(vm);
+			handled += retry_pending(vm);
 		reap_dead(vm);
 		pthread_mutex_lock(&vm->lock);
 		stop = vm->stop;

@@ -19,6 +19,11 @@
  * Watermarks (as kswapd's): eviction starts when the group's room falls below
  * max(budget/16, 128 pages) and goes on until it is above max(budget/8, 256 pages); a
  * fault that does not fit waits for it.
+ *
+ * Cost: a round sends one request to the agent (drop the staged copies compressed last
+ * round, move this round's victims out), and compresses the round before's staged pages
+ * while the agent works. Victims get consecutive staging slots, so that both its moves
+ * and its drops are a call per stretch of consecutive pages, each with one TLB flush.
  */
 #define _GNU_SOURCE
 #include "vm_internal.h"
@@ -37,6 +42,7 @@
 #include <unistd.h>
 
 #include "engine.h"
+#include "fault.h"
 #include "uffd.h"
 
 #define AGENT_TIMEOUT_MS 2000
@@ -69,69 +75,102 @@ static long budget_pages(struct uzs_vm *vm)
 
 /* ---- the agent: moves and discards inside the process ---- */
 
-/* A request and its reply. The agent answers quickly unless its process is stopped
- * (SIGSTOP, a debugger): then we keep waiting, since whether its moves happened is only
- * known from the reply. A hang-up means the process is gone. */
-static int agent_call(struct vm_space *s, struct agent_req *req, struct agent_reply *rep)
-{
-	size_t len = offsetof(struct agent_req, addr) +
-		     req->n * (req->op == AGENT_MOVE_OUT ? 2 : 1) * sizeof(uint64_t);
-	struct pollfd pfd = { .fd = s->sock, .events = POLLIN };
+/* Staging pages to drop, as ranges of consecutive slots (slot order, so a batch's pages
+ * go in a few calls). Their slots are free for moves in the same request at once: the
+ * agent drops before it moves. They stay charged until the drop is done. */
+struct drops {
+	unsigned nranges, nslots;
+	uint64_t start[AGENT_BATCH], len[AGENT_BATCH];
+	uint32_t slot[AGENT_STAGING_SLOTS];
+};
 
-	if (send(s->sock, req, len, MSG_NOSIGNAL) != (ssize_t)len)
-		return -EPIPE;
+static int cmp_slot(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+	return (x > y) - (x < y);
+}
+
+/* Take from the queue what fits one request (the rest stays queued). */
+static void take_drops(struct vm_space *s, struct drops *d)
+{
+	unsigned i = 0;
+
+	d->nranges = 0;
+	qsort(s->discard, s->ndiscard, sizeof(*s->discard), cmp_slot);
+	while (i < s->ndiscard && d->nranges < AGENT_BATCH) {
+		unsigned k = 1;
+
+		while (i + k < s->ndiscard && s->discard[i + k] == s->discard[i] + k)
+			k++;
+		d->start[d->nranges] = s->staging + (uintptr_t)s->discard[i] * VM_PAGE;
+		d->len[d->nranges++] = (uint64_t)k * VM_PAGE;
+		i += k;
+	}
+	d->nslots = i;
+	memcpy(d->slot, s->discard, i * sizeof(d->slot[0]));
+	s->ndiscard -= i;
+	memmove(s->discard, s->discard + i, s->ndiscard * sizeof(s->discard[0]));
+	for (i = 0; i < d->nslots; i++)
+		staging_give(s, d->slot[i]);
+}
+
+static void drops_done(struct vm_space *s, const struct drops *d)
+{
+	space_charge(s, -(long)d->nslots);
+}
+
+struct batch {
+	unsigned n;
+	uint64_t pg[EVICT_BATCH];
+	uint64_t src[EVICT_BATCH], dst[EVICT_BATCH];
+	uint32_t slot[EVICT_BATCH];
+	int res[EVICT_BATCH];
+};
+
+/* Start the drops and moves: done at once in this process; sent to a remote agent, which
+ * works on them while we go on (agent_finish collects its answer). */
+static int agent_start(struct vm_space *s, const struct drops *d, struct batch *b)
+{
+	struct agent_req req = { .ndrop = d->nranges, .nmove = b->n };
+
+	if (s->self) {
+		for (unsigned i = 0; i < d->nranges; i++)
+			madvise((void *)d->start[i], d->len[i], MADV_DONTNEED);
+		if (b->n)
+			fault_hook(HOOK_MOVE_BATCH, b->src[0]);
+		uffd_move_pages(s->staging_uffd, b->src, b->dst, b->n, b->res);
+		return 0;
+	}
+	if (!d->nranges && !b->n)
+		return 0;
+	memcpy(req.drop_start, d->start, d->nranges * sizeof(d->start[0]));
+	memcpy(req.drop_len, d->len, d->nranges * sizeof(d->len[0]));
+	memcpy(req.move_src, b->src, b->n * sizeof(b->src[0]));
+	memcpy(req.move_dst, b->dst, b->n * sizeof(b->dst[0]));
+	return send(s->sock, &req, sizeof(req), MSG_NOSIGNAL) == (ssize_t)sizeof(req) ? 0 : -EPIPE;
+}
+
+/* The agent's answer. It comes quickly unless its process is stopped (SIGSTOP, a
+ * debugger): then we keep waiting, since whether its moves happened is only known from
+ * the answer. A hang-up means the process is gone. */
+static int agent_finish(struct vm_space *s, const struct drops *d, struct batch *b)
+{
+	struct pollfd pfd = { .fd = s->sock, .events = POLLIN };
+	struct agent_reply rep;
+
+	if (s->self || (!d->nranges && !b->n))
+		return 0;
 	while (poll(&pfd, 1, AGENT_TIMEOUT_MS) != 1) {
 		if (s->vm->stop)
 			return -EPIPE;
 		s->unresponsive = true;
 	}
 	s->unresponsive = false;
-	if (!(pfd.revents & POLLIN) || recv(s->sock, rep, sizeof(*rep), 0) <= 0)
+	if (!(pfd.revents & POLLIN) || recv(s->sock, &rep, sizeof(rep), 0) <= 0)
 		return -EPIPE;
+	memcpy(b->res, rep.moved, b->n * sizeof(b->res[0]));
 	return 0;
-}
-
-/* Move each page src[i] to staging dst[i]; res[i] = 0 or -errno. */
-static int move_out(struct vm_space *s, const uint64_t *src, const uint64_t *dst, unsigned n,
-		    int *res)
-{
-	struct agent_req req = { .op = AGENT_MOVE_OUT, .n = n };
-	struct agent_reply rep;
-	int r;
-
-	if (s->self) {
-		for (unsigned i = 0; i < n; i++) {
-			long m = uffd_move(s->staging_uffd, dst[i], src[i], VM_PAGE, 0);
-
-			res[i] = m == VM_PAGE ? 0 : (m < 0 ? (int)m : -EAGAIN);
-		}
-		return 0;
-	}
-	for (unsigned i = 0; i < n; i++) {
-		req.addr[2 * i] = src[i];
-		req.addr[2 * i + 1] = dst[i];
-	}
-	if ((r = agent_call(s, &req, &rep)) < 0)
-		return r;
-	for (unsigned i = 0; i < n; i++)
-		res[i] = rep.result[i];
-	return 0;
-}
-
-static int discard_pages(struct vm_space *s, const uint32_t *slots, unsigned n)
-{
-	struct agent_req req = { .op = AGENT_DISCARD, .n = n };
-	struct agent_reply rep;
-
-	if (s->self) {
-		for (unsigned i = 0; i < n; i++)
-			madvise((void *)(s->staging + (uintptr_t)slots[i] * VM_PAGE), VM_PAGE,
-				MADV_DONTNEED);
-		return 0;
-	}
-	for (unsigned i = 0; i < n; i++)
-		req.addr[i] = s->staging + (uintptr_t)slots[i] * VM_PAGE;
-	return agent_call(s, &req, &rep);
 }
 
 /* Called with vm->lock held. A remote agent is called with the lock released, so the
@@ -141,18 +180,19 @@ void space_flush_discards(struct vm_space *s)
 	struct uzs_vm *vm = s->vm;
 
 	while (s->ndiscard) {
-		unsigned n = s->ndiscard < AGENT_BATCH ? s->ndiscard : AGENT_BATCH;
-		uint32_t batch[AGENT_BATCH];
+		struct drops d;
+		struct batch none = { .n = 0 };
 		bool was_evicting = s->evicting;
 		int r;
 
-		s->ndiscard -= n;
-		memcpy(batch, s->discard + s->ndiscard, n * sizeof(batch[0]));
+		take_drops(s, &d);
 		if (!s->self) {
 			s->evicting = true; /* not to be reaped meanwhile */
 			pthread_mutex_unlock(&vm->lock);
 		}
-		r = discard_pages(s, batch, n);
+		r = agent_start(s, &d, &none);
+		if (!r)
+			r = agent_finish(s, &d, &none);
 		if (!s->self) {
 			pthread_mutex_lock(&vm->lock);
 			s->evicting = was_evicting;
@@ -161,9 +201,7 @@ void space_flush_discards(struct vm_space *s)
 			s->dead = true;
 			return;
 		}
-		for (unsigned i = 0; i < n; i++)
-			s->free_slots[s->nfree++] = batch[i];
-		space_charge(s, -(long)n);
+		drops_done(s, &d);
 	}
 }
 
@@ -200,14 +238,6 @@ static void balance_lists(struct vm_space *s, long budget, unsigned want)
 	}
 }
 
-struct batch {
-	unsigned n;
-	uint64_t pg[EVICT_BATCH];
-	uint64_t src[EVICT_BATCH], dst[EVICT_BATCH];
-	uint32_t slot[EVICT_BATCH];
-	int res[EVICT_BATCH];
-};
-
 static void pick_victims(struct vm_space *s, long budget, struct batch *b)
 {
 	uint64_t pg;
@@ -217,7 +247,7 @@ static void pick_victims(struct vm_space *s, long budget, struct batch *b)
 	while (b->n < EVICT_BATCH && s->nfree > STAGE_TARGET / 2 &&
 	       pop_resident(s, &s->inactive, false, &pg)) {
 		struct vpage *p = ptable_get(&s->pt, pg, false);
-		uint32_t slot = s->free_slots[--s->nfree];
+		uint32_t slot = staging_take(s);
 
 		/* off the lists while it moves; faults on it wait (it may be gone already) */
 		vp_set(p, VP_RESIDENT, VP_BUSY, slot);
@@ -264,7 +294,7 @@ static unsigned settle_moves(struct vm_space *s, struct batch *b, int err)
 			s->discard[s->ndiscard++] = slot;
 		} else {
 			s->slot_owner[slot] = 0;
-			s->free_slots[s->nfree++] = slot;
+			staging_give(s, slot);
 			if (r == -EBUSY)
 				atomic_fetch_add(&vm->st.evict_shared, 1);
 			if (still) { /* shared, or busy in the kernel: try again later */
@@ -375,29 +405,35 @@ static unsigned settle_commits(struct vm_space *s, struct commit *c)
 	return done;
 }
 
-/* One round on one space: stage a batch of victims, compress a batch of the oldest
- * staged pages, discard what was compressed. Returns the pages handled. */
+/* One round on one space: drop the staged copies compressed last time, stage a batch of
+ * victims, and compress a batch of the oldest staged pages while a remote agent does the
+ * first two. Returns the pages handled. */
 static unsigned evict_round(struct uzs_vm *vm, struct vm_space *s, long budget)
 {
+	struct drops d;
 	struct batch b;
 	struct commit c;
 	unsigned done;
-	int err = 0;
+	int err;
 
+	take_drops(s, &d);
 	pick_victims(s, budget, &b);
 	pick_commits(s, b.n == 0, &c);
 	s->evicting = true;
 	pthread_mutex_unlock(&vm->lock);
-	if (b.n)
-		err = move_out(s, b.src, b.dst, b.n, b.res);
+	err = agent_start(s, &d, &b);
 	compress_commits(s, &c);
+	if (!err)
+		err = agent_finish(s, &d, &b);
 	pthread_mutex_lock(&vm->lock);
 	s->evicting = false;
+	drops_done(s, &d);
 	done = settle_moves(s, &b, err) + settle_commits(s, &c);
 	if (err == -EPIPE)
 		s->dead = true;
-	else
+	else if (s->self)
 		space_flush_discards(s);
+	/* a remote space's staged copies go with its next request, or evict_main's flush */
 	return done;
 }
 
@@ -608,6 +644,44 @@ int vm_scan_maps(struct uzs_vm *vm, struct vm_space *s)
 	return 0;
 }
 
+/* ---- forked children ---- */
+
+struct adopt_ctx {
+	struct vm_space *s;
+	long n;
+};
+
+static void adopt_page(void *arg, uint64_t pg, struct vpage *p)
+{
+	struct adopt_ctx *c = arg;
+
+	if (vp_kind(p) != VP_RESIDENT || !(p->val & VP_UNCHARGED))
+		return;
+	p->val &= ~VP_UNCHARGED;
+	space_enqueue(c->s, pg, p, false);
+	c->n++;
+}
+
+/* A forked child's pages still shared with its parent become its own to charge and evict
+ * once it has lived a while without exec (most children exec at once, and charging them
+ * meanwhile would evict the parent's memory for nothing). From then on the budget counts
+ * them in both processes, which bounds the memory both hold however many of them
+ * copy-on-write has duplicated since (a write to one is not seen from here). */
+static void adopt_inherited(struct uzs_vm *vm)
+{
+	uint64_t now = mono_ns();
+
+	for (struct vm_space *s = vm->spaces; s; s = s->next) {
+		struct adopt_ctx c = { s, 0 };
+
+		if (!s->inherit_at_ns || now < s->inherit_at_ns || s->dead || !s->pid)
+			continue;
+		s->inherit_at_ns = 0;
+		ptable_walk(&s->pt, 0, UINT64_MAX, adopt_page, &c);
+		space_charge(s, c.n);
+	}
+}
+
 /* ---- the thread ---- */
 
 static uint64_t mono_ns(void)
@@ -676,6 +750,7 @@ void *evict_main(void *arg)
 
 		vm->evict_kick = false;
 		maybe_scan(vm);
+		adopt_inherited(vm);
 		evict_to_low_watermark(vm, kicked);
 		for (struct vm_space *s = vm->spaces; s; s = s->next)
 			if (!s->dead && s->ndiscard)

@@ -59,14 +59,17 @@ struct vm_space {
 	uintptr_t staging;
 	unsigned staging_slots;
 	uint64_t *slot_owner;   /* page number staged in each slot; 0: free */
-	uint32_t *free_slots;
-	unsigned nfree;
+	uint64_t *slot_free;    /* bitmap of the staging slots free for a move */
+	unsigned nfree, slot_cursor;
 	uint32_t *discard;      /* slots whose pages wait to be discarded */
 	unsigned ndiscard;
 
 	struct intervals registered, excluded;
 	uint64_t last_fault_end; /* the page after the last window brought in */
 	unsigned ra_window;
+
+	uint64_t inherit_at_ns; /* a forked child: when the pages it shares with its parent
+				 * become its own to charge and evict (0: nothing pending) */
 
 	bool dead;      /* the process exited: reap when no thread uses it */
 	bool evicting;  /* the eviction thread works on it outside the lock */
@@ -125,6 +128,9 @@ void space_enqueue(struct vm_space *s, uint64_t pg, struct vpage *p, bool active
 int intervals_add(struct intervals *iv, uintptr_t start, uintptr_t end);
 void intervals_remove(struct intervals *iv, uintptr_t start, uintptr_t end);
 bool intervals_overlap(const struct intervals *iv, uintptr_t start, uintptr_t end);
+/* A free staging slot (nfree must be > 0), and giving one back. */
+uint32_t staging_take(struct vm_space *s);
+void staging_give(struct vm_space *s, uint32_t slot);
 /* Read staged page slot into buf (remote: process_vm_readv). */
 int space_read_staged(struct vm_space *s, unsigned slot, void *buf);
 

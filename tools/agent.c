@@ -49,21 +49,29 @@ static void fail(const char *what, int err)
 	_exit(127);
 }
 
+static int32_t drop_staging(const uint64_t *start, const uint64_t *len, unsigned n)
+{
+	const uint64_t staging_bytes = (uint64_t)AGENT_STAGING_SLOTS * AGENT_PAGE;
+	int32_t r = 0;
+
+	for (unsigned i = 0; i < n; i++) {
+		/* only ever the staging range: nothing of the program's is dropped by mistake */
+		if (start[i] < agent.staging || len[i] > staging_bytes ||
+		    start[i] - agent.staging > staging_bytes - len[i])
+			r = -EINVAL;
+		else if (madvise((void *)start[i], len[i], MADV_DONTNEED) < 0)
+			r = -errno;
+	}
+	return r;
+}
+
 static void serve(const struct agent_req *req, struct agent_reply *rep)
 {
-	if (req->op == AGENT_MOVE_OUT) {
-		for (unsigned i = 0; i < req->n && i < AGENT_BATCH; i++) {
-			long m = uffd_move(agent.staging_uffd, req->addr[2 * i + 1], req->addr[2 * i],
-					   AGENT_PAGE, 0);
+	unsigned ndrop = req->ndrop < AGENT_BATCH ? req->ndrop : AGENT_BATCH;
+	unsigned nmove = req->nmove < AGENT_BATCH ? req->nmove : AGENT_BATCH;
 
-			rep->result[i] = m == AGENT_PAGE ? 0 : (m < 0 ? (int)m : -EAGAIN);
-		}
-		return;
-	}
-	rep->result[0] = 0;
-	for (unsigned i = 0; i < req->n && i < 2 * AGENT_BATCH; i++)
-		if (madvise((void *)req->addr[i], AGENT_PAGE, MADV_DONTNEED) < 0)
-			rep->result[0] = -errno;
+	rep->dropped = drop_staging(req->drop_start, req->drop_len, ndrop);
+	uffd_move_pages(agent.staging_uffd, req->move_src, req->move_dst, nmove, rep->moved);
 }
 
 /* The supervisor gone means nobody can bring evicted pages back: end the process rather

@@ -152,14 +152,20 @@ static int recv_hello(int sock, struct agent_hello *h, int *fd)
 			    .msg_controllen = sizeof(ctl) };
 	struct cmsghdr *c;
 	struct pollfd p = { sock, POLLIN, 0 };
+	ssize_t n;
 
 	*fd = -1;
-	if (poll(&p, 1, 5000) != 1 || recvmsg(sock, &m, MSG_CMSG_CLOEXEC) != sizeof(*h) ||
-	    h->magic != AGENT_MAGIC)
+	if (poll(&p, 1, 5000) != 1 || (n = recvmsg(sock, &m, MSG_CMSG_CLOEXEC)) < 0)
 		return -EPROTO;
 	c = CMSG_FIRSTHDR(&m);
 	if (c && c->cmsg_type == SCM_RIGHTS)
 		memcpy(fd, CMSG_DATA(c), sizeof(int));
+	if (n != sizeof(*h) || h->magic != AGENT_MAGIC) {
+		if (*fd >= 0)
+			close(*fd);
+		*fd = -1;
+		return -EPROTO;
+	}
 	return 0;
 }
 
@@ -171,6 +177,10 @@ static void welcome_agent(struct run *run, int sock)
 	int fd;
 
 	if (recv_hello(sock, &h, &fd) < 0) {
+		answer = -EPROTO; /* not an agent of this build: it says so and ends */
+		if (send(sock, &answer, sizeof(answer), MSG_NOSIGNAL) < 0) {
+			/* it is gone already */
+		}
 		close(sock);
 		return;
 	}

@@ -85,8 +85,19 @@ print("child", os.waitstatus_to_exitcode(status))' 2>/dev/null)
 	[ "$out" = "child 0" ]
 }
 
+# fork without exec, children copying what they share: after a settling second, parent and
+# children together hold no more than the budget (+10%, + the fixed overhead).
+fork_children_share_budget() {
+	local out pss limit=$(( 32 * 1024 * 11 / 10 + OVERHEAD_MB * 1024 ))
+	out=$("$uz" run --memory-max 32M -- python3 "$here/fork_budget.py" "$work/pss" 2>/dev/null)
+	pss=$(cat "$work/pss" 2>/dev/null)
+	echo "  fork children: $out, Pss_Anon of the three ${pss:-?} kB (limit $limit)"
+	[ "$out" = "children yy parent y" ] && [ "${pss:-999999999}" -le "$limit" ]
+}
+
 verdict uzswap-stat-live stat_live
 verdict signal-forwarded signal_forwarded
 verdict fork-child-reads-evicted fork_child_reads_evicted
+verdict fork-children-share-budget fork_children_share_budget
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

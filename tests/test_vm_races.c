@@ -1,0 +1,146 @@
+/* The transparent mode's races around a page's move out, each forced into one order with
+ * the fault build's hooks (src/fault.h): the hook runs on the eviction thread at the point
+ * where the race hurts, and does the program's side of it there. */
+#define _GNU_SOURCE
+#define UZS_FAULT_IMPL /* the test's own allocations never fail */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "fault.h"
+#include "regions.h"
+
+#define WATCHDOG_S 60 /* a hang is a failure: the alarm kills the test */
+
+struct drop_race {
+	unsigned char *page;
+	pthread_t writer;
+	atomic_bool fired, done, wrote;
+};
+
+static void *write_dropped_page(void *arg)
+{
+	struct drop_race *d = arg;
+
+	d->page[8] = 0x5a;
+	atomic_store(&d->wrote, true);
+	return NULL;
+}
+
+/* The program drops the page the evictor is about to move, then writes it again (from
+ * another thread: the evictor's own faults are served as the mover's). */
+static void drop_then_write(void *arg, uint64_t addr)
+{
+	struct drop_race *d = arg;
+
+	d->page = (unsigned char *)(uintptr_t)addr;
+	atomic_store(&d->fired, true);
+	CHECK_EQ(madvise(d->page, PG, MADV_DONTNEED), 0);
+	CHECK_EQ(pthread_create(&d->writer, NULL, write_dropped_page, d), 0);
+	usleep(50000); /* its fault reaches the handler, which must hold it back */
+	atomic_store(&d->done, true);
+}
+
+/* A write to a page dropped while its move was under way lands in a page the move can no
+ * longer take: it is there afterwards (the move taking the new page would lose it). The
+ * eviction round is started while the budget still has room, so the write's fault is
+ * held back only because its page is in flight. */
+static void write_after_drop_during_move_survives(void)
+{
+	struct fixture f = start(4 * MB);
+	struct drop_race d = { 0 };
+	size_t pages = 12 * MB / PG, low = 6 * MB / PG, high = pages;
+	unsigned char *r;
+	unsigned bad = 0;
+
+	alarm(WATCHDOG_S);
+	CHECK_EQ(uzs_region_create(f.vm, pages * PG, (void **)&r), 0);
+	for (size_t i = low; i-- > 0;) /* backwards: see below */
+		fill(r + i * PG, i, 1);
+	uzs_vm_sync(f.vm); /* the eviction it set off is over: room up to the low watermark */
+	fault_on(HOOK_MOVE_BATCH, drop_then_write, &d);
+	/* page by page down to the high watermark, and not one more once the round has
+	 * started. Backwards, so that no zero-fill window takes the room left in one go, and
+	 * the victims, taken in fault order, are moved one call each (the kernel may refuse
+	 * to move a page just installed as part of a stretch, which would hide the race) */
+	while (high > low && !atomic_load(&d.fired)) {
+		high--;
+		fill(r + high * PG, high, 1);
+	}
+	while (!atomic_load(&d.done))
+		usleep(1000);
+	CHECK_EQ(pthread_join(d.writer, NULL), 0);
+	CHECK(atomic_load(&d.wrote));
+	CHECK_EQ(d.page[8], 0x5a);
+	for (unsigned i = 0; i < PG; i++)
+		bad += i != 8 && d.page[i] != 0; /* the rest of it reads as dropped */
+	for (size_t i = 0; i < pages; i++) /* every other page is intact */
+		bad += (i < low || i >= high) && r + i * PG != d.page && !same(r + i * PG, i, 1);
+	CHECK_EQ(bad, 0);
+	CHECK_EQ(uzs_region_destroy(f.vm, r, pages * PG), 0);
+	stop(&f);
+	alarm(0);
+}
+
+static void drop_page(void *arg, uint64_t addr)
+{
+	*(uint64_t *)arg = addr;
+	CHECK_EQ(madvise((void *)(uintptr_t)addr, PG, MADV_DONTNEED), 0);
+}
+
+/* A page shared with a forked child is made ours before it moves; if the program dropped
+ * it just before, making it ours would fault on the managed range from the mover itself,
+ * on a page marked as moving, which the handler holds back: the kernel refuses that fault
+ * instead of waiting (a hang here would fail through the watchdog), and the move is given
+ * up. The page reads as dropped, every other page is intact, the child sees its copy. */
+static void shared_page_dropped_before_unshare(void)
+{
+	struct fixture f = start(4 * MB);
+	size_t pages = 12 * MB / PG;
+	uint64_t dropped = 0;
+	unsigned char *r, byte = 1;
+	int go[2], status = -1;
+	unsigned nonzero = 0;
+	pid_t pid;
+
+	alarm(WATCHDOG_S);
+	CHECK_EQ(uzs_region_create(f.vm, pages * PG, (void **)&r), 0);
+	for (size_t i = 0; i < pages; i++)
+		fill(r + i * PG, i, 1);
+	CHECK_EQ(pipe(go), 0);
+	pid = fork();
+	if (pid == 0) { /* holds the pages shared until the parent is done, then checks them */
+		close(go[1]);
+		while (read(go[0], &byte, 1) > 0) {
+		}
+		_exit(count_bad(r, pages, 1) == 0 ? 0 : 1);
+	}
+	close(go[0]);
+	fault_on(HOOK_MOVE_UNSHARE, drop_page, &dropped);
+	/* reading the evicted pages back evicts the resident ones, which the child shares */
+	count_bad(r, pages, 1);
+	CHECK(dropped != 0);
+	for (size_t i = 0; i < pages; i++)
+		if (r + i * PG != (unsigned char *)(uintptr_t)dropped)
+			nonzero += !same(r + i * PG, i, 1); /* every other page intact */
+	for (unsigned i = 0; i < PG; i++)
+		nonzero += ((unsigned char *)(uintptr_t)dropped)[i] != 0; /* that one dropped */
+	CHECK_EQ(nonzero, 0);
+	CHECK_EQ(vstats(&f).evict_shared, 1); /* that page's move, and only that one */
+	close(go[1]);
+	CHECK_EQ(waitpid(pid, &status, 0), pid);
+	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	CHECK_EQ(uzs_region_destroy(f.vm, r, pages * PG), 0);
+	stop(&f);
+	alarm(0);
+}
+
+int main(void)
+{
+	RUN(write_after_drop_during_move_survives);
+	RUN(shared_page_dropped_before_unshare);
+	return CHECK_DONE();
+}

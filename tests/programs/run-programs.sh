@@ -95,9 +95,30 @@ fork_children_share_budget() {
 	[ "$out" = "children yy parent y" ] && [ "${pss:-999999999}" -le "$limit" ]
 }
 
+# Where userfaultfd cannot serve faults taken inside system calls, uzswap run says so in
+# one line and exits 1 rather than run the program half-served. As root the test takes
+# that away (it becomes nobody, for whom /dev/userfaultfd is closed and the system call
+# without UFFD_USER_MODE_ONLY refused while vm.unprivileged_userfaultfd is 0); otherwise it
+# checks whichever of the two answers this user gets.
+kernel_mode_required() {
+	local out rc as=()
+	if [ "$(id -u)" = 0 ] && [ "$(cat /proc/sys/vm/unprivileged_userfaultfd)" = 0 ] &&
+	   ! setpriv --reuid=nobody --regid=nogroup --clear-groups test -w /dev/userfaultfd; then
+		as=(setpriv --reuid=nobody --regid=nogroup --clear-groups)
+	fi
+	out=$("${as[@]}" "$uz" run --memory-max 16M -- true 2>&1); rc=$?
+	echo "  ${as[*]:+as nobody: }exit $rc: $(head -c 120 <<<"$out")"
+	if [ ${#as[@]} -gt 0 ] || [ "$rc" -ne 0 ]; then
+		[ "$rc" -eq 1 ] && [ "$(wc -l <<<"$out")" -eq 1 ] && grep -q '^uzswap: userfaultfd' <<<"$out"
+	else
+		[ "$rc" -eq 0 ]
+	fi
+}
+
 verdict uzswap-stat-live stat_live
 verdict signal-forwarded signal_forwarded
 verdict fork-child-reads-evicted fork_child_reads_evicted
 verdict fork-children-share-budget fork_children_share_budget
+verdict kernel-mode-userfaultfd-required kernel_mode_required
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -81,17 +81,22 @@ static unsigned stretch_at(const uint64_t *src, const uint64_t *dst, unsigned i,
 }
 
 /* Make the page at addr this process's own, as a write would (copy-on-write after a
- * fork), without changing a byte: the kernel adds 0 to its first word atomically, so a
+ * fork), without changing a byte: the kernel adds 0 to its last word atomically, so a
  * write of the program's at the same moment is never lost. A page that went away
  * meanwhile is EFAULT, not a signal, and not a wait for the fault handler either: the
  * futex fault-in does not let userfaultfd hold it (no retry allowed), and the handler
- * could not serve it while the page is marked as moving. */
+ * could not serve it while the page is marked as moving.
+ * FUTEX_WAKE_OP also wakes a waiter (one, even when asked for none) on each futex when
+ * its condition holds: the first futex is ours (nobody waits on it), and the condition
+ * on the page's word (equal to -2048) makes a waiter of the program's there, were there
+ * one, see a wake-up only in that case, which futex callers must expect anyway. */
 static int unshare_page(uint64_t addr)
 {
-	int unused = 0; /* the first futex: nobody waits on it, and nothing is woken */
+	int ours = 0;
+	uint64_t word = addr + MOVE_PAGE - sizeof(int);
 
-	if (syscall(SYS_futex, &unused, FUTEX_WAKE_OP | FUTEX_PRIVATE_FLAG, 0, NULL,
-		    (void *)(uintptr_t)addr, FUTEX_OP(FUTEX_OP_ADD, 0, FUTEX_OP_CMP_EQ, 0)) < 0)
+	if (syscall(SYS_futex, &ours, FUTEX_WAKE_OP | FUTEX_PRIVATE_FLAG, 0, NULL,
+		    (void *)(uintptr_t)word, FUTEX_OP(FUTEX_OP_ADD, 0, FUTEX_OP_CMP_EQ, -2048)) < 0)
 		return -errno;
 	return 0;
 }

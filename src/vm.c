@@ -289,14 +289,42 @@ static unsigned window_of(struct vm_space *s, uint64_t pg, unsigned kind, unsign
 	return n;
 }
 
-/* Sequential faults double the window (up to max); any other fault resets it. */
-static unsigned ahead(struct vm_space *s, uint64_t pg, unsigned max)
+/* What keeping a stream is worth: its window, or nothing once it has not been continued
+ * for a while (a stream that ended). */
+static unsigned stream_worth(const struct vm_space *s, const struct stream *st)
 {
-	if (pg == s->last_fault_end)
-		s->ra_window = s->ra_window ? (s->ra_window * 2 > max ? max : s->ra_window * 2) : 2;
-	else
-		s->ra_window = 1;
-	return s->ra_window;
+	return s->fault_count - st->used > RA_STREAM_IDLE ? 0 : st->window;
+}
+
+/* The stream a fault at pg continues (it comes where one's last window ended), or a new
+ * one in place of the stream worth least: random faults then churn one slot among them,
+ * leaving the streams that have grown. */
+static struct stream *stream_at(struct vm_space *s, uint64_t pg)
+{
+	struct stream *victim = &s->streams[0];
+
+	s->fault_count++;
+	for (unsigned i = 0; i < RA_STREAMS; i++) {
+		struct stream *st = &s->streams[i];
+
+		if (st->window && st->end == pg) {
+			st->used = s->fault_count;
+			return st;
+		}
+		if (stream_worth(s, st) < stream_worth(s, victim))
+			victim = st;
+	}
+	victim->window = 0;
+	victim->used = s->fault_count;
+	return victim;
+}
+
+/* Each fault that continues a stream doubles its window (up to max); a fault that
+ * continues none starts a stream with a window of one page. */
+static unsigned ahead(struct stream *st, unsigned max)
+{
+	st->window = st->window ? (st->window * 2 > max ? max : st->window * 2) : 1;
+	return st->window;
 }
 
 /* Install n pages from buf at pg: all in one call when they lie in one mapping, else
@@ -323,7 +351,8 @@ static unsigned install(struct vm_space *s, uint64_t pg, const unsigned char *bu
 static int serve_zero(struct vm_space *s, uint64_t pg)
 {
 	struct uzs_vm *vm = s->vm;
-	unsigned n = window_of(s, pg, VP_NONE, ahead(s, pg, ZERO_AROUND));
+	struct stream *st = stream_at(s, pg);
+	unsigned n = window_of(s, pg, VP_NONE, ahead(st, ZERO_AROUND));
 	long room = vm_headroom_pages(vm), err;
 
 	if ((long)n > room)
@@ -336,7 +365,7 @@ static int serve_zero(struct vm_space *s, uint64_t pg)
 		return SERVED;
 	}
 	mark_resident(s, pg, n, false);
-	s->last_fault_end = pg + n;
+	st->end = pg + n;
 	atomic_fetch_add(&vm->st.zero_fills, n);
 	return SERVED;
 }
@@ -371,7 +400,8 @@ static void restore_pages(struct vm_space *s, uint64_t pg, unsigned from, unsign
 static int serve_swapped(struct vm_space *s, uint64_t pg)
 {
 	struct uzs_vm *vm = s->vm;
-	unsigned n = window_of(s, pg, VP_SWAPPED, ahead(s, pg, RA_MAX)), got = 0, done;
+	struct stream *st = stream_at(s, pg);
+	unsigned n = window_of(s, pg, VP_SWAPPED, ahead(st, RA_MAX)), got = 0, done;
 	uzs_slot_t slots[RA_MAX];
 	bool hot = refault_is_hot(s, ptable_get(&s->pt, pg, false));
 	long err;
@@ -400,7 +430,7 @@ static int serve_swapped(struct vm_space *s, uint64_t pg)
 		mark_resident(s, pg, done, hot);
 	if (done < got && err != -ENOENT)
 		restore_pages(s, pg, done, got);
-	s->last_fault_end = pg + done;
+	st->end = pg + done;
 	atomic_fetch_add(&vm->st.swapins, done);
 	if (done > 1)
 		atomic_fetch_add(&vm->st.readahead_pages, done - 1);

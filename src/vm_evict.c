@@ -115,6 +115,9 @@ static void take_drops(struct vm_space *s, struct drops *d)
 		staging_give(s, d->slot[i]);
 }
 
+/* The agent's drop result is not looked at: a drop within its own staging range, built
+ * from our slot numbers, does not fail short of a bug. Were it to, moves into such a slot
+ * would fail (EEXIST, the page stays resident) and the charge be low by a page. */
 static void drops_done(struct vm_space *s, const struct drops *d)
 {
 	space_charge(s, -(long)d->nslots);

@@ -22,6 +22,8 @@
 
 #define VM_PAGE 4096u
 #define RA_MAX 64u        /* pages swapped in ahead of a sequential fault */
+#define RA_STREAMS 8u     /* sequential streams followed at once */
+#define RA_STREAM_IDLE 64u /* faults after which a stream not continued has ended */
 #define ZERO_AROUND 64u   /* pages zero-filled ahead of a sequential first touch */
 #define EVICT_BATCH AGENT_BATCH
 #define STAGE_TARGET 128u /* pages kept staged (uncompressed) for a second chance */
@@ -65,8 +67,15 @@ struct vm_space {
 	unsigned ndiscard;
 
 	struct intervals registered, excluded;
-	uint64_t last_fault_end; /* the page after the last window brought in */
-	unsigned ra_window;
+	/* Sequential streams of faults (a program often fills or reads several areas at
+	 * once: interleaved, each is still sequential): where each one's last window ended,
+	 * and how large the next is. */
+	struct stream {
+		uint64_t end;
+		unsigned window;
+		uint32_t used; /* the fault count when it was last continued */
+	} streams[RA_STREAMS];
+	uint32_t fault_count;
 
 	uint64_t inherit_at_ns; /* a forked child: when the pages it shares with its parent
 				 * become its own to charge and evict (0: nothing pending) */

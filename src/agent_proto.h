@@ -36,11 +36,17 @@ struct agent_hello {
  * dropped). The reply follows once both are done. */
 struct agent_req {
 	uint32_t ndrop, nmove;
+	/* The process's forks the supervisor had taken in (their fork events) when it chose
+	 * the pages to move. A fork the agent has seen since copied them into a child the
+	 * supervisor has not taken in yet: then nothing is moved (-EAGAIN), since the child's
+	 * pages are recorded from the parent's as the fork event finds them. */
+	uint32_t forks_seen;
 	uint64_t drop_start[AGENT_BATCH], drop_len[AGENT_BATCH];
 	uint64_t move_src[AGENT_BATCH], move_dst[AGENT_BATCH];
 };
 
 struct agent_reply {
+	uint32_t forks;            /* forks the process had made when the agent served it */
 	int32_t dropped;           /* 0, or -errno of a drop that failed */
 	int32_t moved[AGENT_BATCH]; /* 0 or -errno per page */
 };

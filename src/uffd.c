@@ -137,6 +137,12 @@ void uffd_move_pages(int fd, const uint64_t *src, const uint64_t *dst, unsigned 
 	}
 }
 
+void uffd_refuse_moves(int *res, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++)
+		res[i] = -EAGAIN;
+}
+
 int uffd_wake(int fd, uintptr_t start, uintptr_t len)
 {
 	struct uffdio_range r = { .start = start, .len = len };

@@ -67,6 +67,8 @@ long uffd_move(int fd, uintptr_t dst, uintptr_t src, uintptr_t len, int wake);
  * program's would, by an atomic add of 0 to it (a page gone missing meanwhile stays
  * refused). res[i] = 0 or -errno, page by page. */
 void uffd_move_pages(int fd, const uint64_t *src, const uint64_t *dst, unsigned n, int *res);
+/* The answer for n pages not moved now, to be tried again later: -EAGAIN each. */
+void uffd_refuse_moves(int *res, unsigned n);
 int uffd_wake(int fd, uintptr_t start, uintptr_t len);
 /* Make accesses to [start, start+len) raise SIGBUS: a page that cannot be brought back. */
 int uffd_poison(int fd, uintptr_t start, uintptr_t len);

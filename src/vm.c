@@ -711,6 +711,7 @@ static void on_fork(struct vm_space *parent, int child_fd)
 		usleep(100);
 		pthread_mutex_lock(&vm->lock);
 	}
+	parent->forks_seen++;
 	ptable_walk(&parent->pt, 0, UINT64_MAX, fork_page, &c);
 	for (size_t i = 0; i < parent->registered.n; i++)
 		intervals_add(&child->registered, parent->registered.v[i].start,
@@ -895,6 +896,7 @@ static int self_space(struct uzs_vm *vm)
 	vm->self->staging_uffd = b;
 	vm->self->staging = (uintptr_t)staging;
 	vm->self->staging_slots = AGENT_STAGING_SLOTS;
+	vm->self->forks_seen = vm->self->forks_made = vm_self_forks();
 	if ((r = uffd_handshake(a, UFFD_MANAGED_FEATURES)) < 0 ||
 	    (r = uffd_handshake(b, UFFD_STAGING_FEATURES)) < 0 ||
 	    (r = uffd_register_missing(b, (uintptr_t)staging, bytes)) < 0 ||

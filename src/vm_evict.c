@@ -125,24 +125,76 @@ static void drops_done(struct vm_space *s, const struct drops *d)
 
 struct batch {
 	unsigned n;
+	uint32_t forks_seen; /* the space's, when the pages were chosen */
 	uint64_t pg[EVICT_BATCH];
 	uint64_t src[EVICT_BATCH], dst[EVICT_BATCH];
 	uint32_t slot[EVICT_BATCH];
 	int res[EVICT_BATCH];
 };
 
+/* This process's own forks, kept apart from its own space's moves as the agent keeps a
+ * remote process's (tools/agent.c). */
+static pthread_mutex_t self_fork_lock = PTHREAD_MUTEX_INITIALIZER;
+static uint32_t self_forks;
+static pthread_once_t self_forks_counted = PTHREAD_ONCE_INIT;
+
+static void self_before_fork(void)
+{
+	pthread_mutex_lock(&self_fork_lock);
+}
+
+static void self_after_fork_parent(void)
+{
+	self_forks++;
+	pthread_mutex_unlock(&self_fork_lock);
+}
+
+static void self_after_fork_child(void)
+{
+	pthread_mutex_init(&self_fork_lock, NULL);
+	self_forks = 0;
+}
+
+static void count_self_forks(void)
+{
+	pthread_atfork(self_before_fork, self_after_fork_parent, self_after_fork_child);
+}
+
+uint32_t vm_self_forks(void)
+{
+	uint32_t n;
+
+	pthread_once(&self_forks_counted, count_self_forks);
+	pthread_mutex_lock(&self_fork_lock);
+	n = self_forks;
+	pthread_mutex_unlock(&self_fork_lock);
+	return n;
+}
+
+/* Our own space's moves, as an agent makes them (see serve in tools/agent.c). */
+static void move_self(struct vm_space *s, struct batch *b)
+{
+	pthread_mutex_lock(&self_fork_lock);
+	s->forks_made = self_forks;
+	if (self_forks == b->forks_seen)
+		uffd_move_pages(s->staging_uffd, b->src, b->dst, b->n, b->res);
+	else
+		uffd_refuse_moves(b->res, b->n);
+	pthread_mutex_unlock(&self_fork_lock);
+}
+
 /* Start the drops and moves: done at once in this process; sent to a remote agent, which
  * works on them while we go on (agent_finish collects its answer). */
 static int agent_start(struct vm_space *s, const struct drops *d, struct batch *b)
 {
-	struct agent_req req = { .ndrop = d->nranges, .nmove = b->n };
+	struct agent_req req = { .ndrop = d->nranges, .nmove = b->n, .forks_seen = b->forks_seen };
 
 	if (s->self) {
 		for (unsigned i = 0; i < d->nranges; i++)
 			madvise((void *)d->start[i], d->len[i], MADV_DONTNEED);
 		if (b->n)
 			fault_hook(HOOK_MOVE_BATCH, b->src[0]);
-		uffd_move_pages(s->staging_uffd, b->src, b->dst, b->n, b->res);
+		move_self(s, b);
 		return 0;
 	}
 	if (!d->nranges && !b->n)
@@ -173,6 +225,7 @@ static int agent_finish(struct vm_space *s, const struct drops *d, struct batch 
 	if (!(pfd.revents & POLLIN) || recv(s->sock, &rep, sizeof(rep), 0) <= 0)
 		return -EPIPE;
 	memcpy(b->res, rep.moved, b->n * sizeof(b->res[0]));
+	s->forks_made = rep.forks;
 	return 0;
 }
 
@@ -246,6 +299,7 @@ static void pick_victims(struct vm_space *s, long budget, struct batch *b)
 	uint64_t pg;
 
 	b->n = 0;
+	b->forks_seen = s->forks_seen;
 	balance_lists(s, budget, EVICT_BATCH);
 	while (b->n < EVICT_BATCH && s->nfree > STAGE_TARGET / 2 &&
 	       pop_resident(s, &s->inactive, false, &pg)) {
@@ -408,6 +462,37 @@ static unsigned settle_commits(struct vm_space *s, struct commit *c)
 	return done;
 }
 
+static uint64_t mono_ns(void);
+
+#define FORK_EVENT_WAIT_NS 50000000ull
+
+/* A process that has forked since the fork events taken in is not evicted from until the
+ * event is in (its moves would be refused). One still missing after a while belongs to a
+ * fork that sends none (no managed memory was copied). */
+static bool forks_in_step(struct vm_space *s, uint64_t now)
+{
+	if (s->forks_made <= s->forks_seen) {
+		s->forks_ahead_since = 0;
+		return true;
+	}
+	if (!s->forks_ahead_since)
+		s->forks_ahead_since = now;
+	if (now - s->forks_ahead_since < FORK_EVENT_WAIT_NS)
+		return false;
+	s->forks_seen = s->forks_made;
+	s->forks_ahead_since = 0;
+	return true;
+}
+
+/* An answer counting fewer forks than the events taken in: a fork made without the C
+ * library's fork (a raw clone), which nothing keeps apart from moves; take its count, or
+ * every move would be refused from now on. */
+static void settle_forks(struct vm_space *s, const struct batch *b)
+{
+	if (s->forks_made < b->forks_seen)
+		s->forks_seen = s->forks_made;
+}
+
 /* One round on one space: drop the staged copies compressed last time, stage a batch of
  * victims, and compress a batch of the oldest staged pages while a remote agent does the
  * first two. Returns the pages handled. */
@@ -431,6 +516,8 @@ static unsigned evict_round(struct uzs_vm *vm, struct vm_space *s, long budget)
 	pthread_mutex_lock(&vm->lock);
 	s->evicting = false;
 	drops_done(s, &d);
+	if (!err)
+		settle_forks(s, &b);
 	done = settle_moves(s, &b, err) + settle_commits(s, &c);
 	if (err == -EPIPE)
 		s->dead = true;
@@ -444,10 +531,11 @@ static unsigned evict_round(struct uzs_vm *vm, struct vm_space *s, long budget)
 static struct vm_space *biggest_space(struct uzs_vm *vm)
 {
 	struct vm_space *best = NULL;
+	uint64_t now = mono_ns();
 
 	for (struct vm_space *s = vm->spaces; s; s = s->next)
 		if (!s->dead && !s->unresponsive && s->staging && (s->self || s->sock >= 0) &&
-		    (!best || s->charged > best->charged))
+		    forks_in_step(s, now) && (!best || s->charged > best->charged))
 			best = s;
 	return best;
 }
@@ -469,7 +557,6 @@ static void shrink_compressed(struct uzs_vm *vm, long budget)
 }
 
 static void look_at_processes(struct uzs_vm *vm);
-static uint64_t mono_ns(void);
 
 /* New mappings are registered promptly even while eviction is busy: memory the program
  * touches before that is outside the budget until then. */

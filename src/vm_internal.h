@@ -77,6 +77,11 @@ struct vm_space {
 	} streams[RA_STREAMS];
 	uint32_t fault_count;
 
+	/* Forks, to keep moves and forks apart (see agent_req): the fork events taken in,
+	 * the process's own count at its last moves, and since when that count has been
+	 * ahead (a fork whose event is yet to be read). */
+	uint32_t forks_seen, forks_made;
+	uint64_t forks_ahead_since;
 	uint64_t inherit_at_ns; /* a forked child: when the pages it shares with its parent
 				 * become its own to charge and evict (0: nothing pending) */
 
@@ -144,6 +149,9 @@ void staging_give(struct vm_space *s, uint32_t slot);
 int space_read_staged(struct vm_space *s, unsigned slot, void *buf);
 
 /* vm_evict.c */
+/* This process's forks so far, counted from the first call (its own space's moves are
+ * kept apart from them as an agent keeps its process's). */
+uint32_t vm_self_forks(void);
 void *evict_main(void *arg);
 /* Pages the group may still take before passing its budget (negative: over). */
 long vm_headroom_pages(struct uzs_vm *vm);

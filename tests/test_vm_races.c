@@ -138,9 +138,72 @@ static void shared_page_dropped_before_unshare(void)
 	alarm(0);
 }
 
+struct fork_race {
+	unsigned char *r;
+	size_t pages;
+	int absent[2], go[2];
+	pid_t child;
+};
+
+/* The program forks while the evictor has chosen pages but not yet moved them. The child
+ * counts the pages it does not have mapped, says so, and keeps all until told to end. */
+static void fork_now(void *arg, uint64_t addr)
+{
+	struct fork_race *fr = arg;
+	unsigned absent = 0;
+	char byte;
+
+	(void)addr;
+	fr->child = fork();
+	if (fr->child)
+		return;
+	close(fr->go[1]);
+	for (size_t i = 0; i < fr->pages; i++)
+		absent += !resident(fr->r + i * PG);
+	if (write(fr->absent[1], &absent, sizeof(absent)) != sizeof(absent))
+		_exit(1);
+	while (read(fr->go[0], &byte, 1) > 0) {
+	}
+	_exit(0);
+}
+
+/* The moves of a round under way when the process forks are not made (they would take
+ * pages the child already has a copy of, which the fork event, read later, would then
+ * record for the child as swapped, and hold slots for): every page written before, once
+ * the parent's are gone, the slots left are exactly one per page the child lacks. */
+static void fork_during_eviction_round(void)
+{
+	struct fixture f = start(4 * MB);
+	struct fork_race fr = { .pages = 12 * MB / PG };
+	unsigned absent = 0;
+	int status = -1;
+
+	alarm(WATCHDOG_S);
+	CHECK_EQ(uzs_region_create(f.vm, fr.pages * PG, (void **)&fr.r), 0);
+	CHECK_EQ(pipe(fr.absent), 0);
+	CHECK_EQ(pipe(fr.go), 0);
+	for (size_t i = 0; i < fr.pages; i++)
+		fill(fr.r + i * PG, i, 1);
+	uzs_vm_sync(f.vm);
+	fault_on(HOOK_MOVE_BATCH, fork_now, &fr);
+	CHECK_EQ(count_bad(fr.r, fr.pages, 1), 0); /* reading the evicted ones back evicts */
+	CHECK_EQ(read(fr.absent[0], &absent, sizeof(absent)), (ssize_t)sizeof(absent));
+	CHECK_EQ(uzs_region_destroy(f.vm, fr.r, fr.pages * PG), 0);
+	fprintf(stderr, "  the child lacks %u pages; slots held %llu\n", absent,
+		(unsigned long long)estats(f.uzs).swap_slots_used);
+	CHECK(absent > 0);
+	CHECK_EQ(estats(f.uzs).swap_slots_used, absent);
+	close(fr.go[1]);
+	CHECK_EQ(waitpid(fr.child, &status, 0), fr.child);
+	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	stop(&f);
+	alarm(0);
+}
+
 int main(void)
 {
 	RUN(write_after_drop_during_move_survives);
 	RUN(shared_page_dropped_before_unshare);
+	RUN(fork_during_eviction_round);
 	return CHECK_DONE();
 }

@@ -30,7 +30,8 @@ struct agent_state {
 	uintptr_t staging;
 	void *stack;
 	int sock;
-	pthread_mutex_t fork_lock;
+	pthread_mutex_t fork_lock; /* held across a fork, and while pages are moved */
+	uint32_t forks;            /* forks this process has made (counted in the parent) */
 	char name[108];
 };
 static struct agent_state agent __attribute__((section(".data"))) = {
@@ -65,13 +66,22 @@ static int32_t drop_staging(const uint64_t *start, const uint64_t *len, unsigned
 	return r;
 }
 
+/* Moves never overlap a fork, so each page is either copied into the child or moved out
+ * first; and none is made once the process has forked since the supervisor chose the
+ * pages (see agent_req). */
 static void serve(const struct agent_req *req, struct agent_reply *rep)
 {
 	unsigned ndrop = req->ndrop < AGENT_BATCH ? req->ndrop : AGENT_BATCH;
 	unsigned nmove = req->nmove < AGENT_BATCH ? req->nmove : AGENT_BATCH;
 
 	rep->dropped = drop_staging(req->drop_start, req->drop_len, ndrop);
-	uffd_move_pages(agent.staging_uffd, req->move_src, req->move_dst, nmove, rep->moved);
+	pthread_mutex_lock(&agent.fork_lock);
+	rep->forks = agent.forks;
+	if (agent.forks == req->forks_seen)
+		uffd_move_pages(agent.staging_uffd, req->move_src, req->move_dst, nmove, rep->moved);
+	else
+		uffd_refuse_moves(rep->moved, nmove);
+	pthread_mutex_unlock(&agent.fork_lock);
 }
 
 /* The supervisor gone means nobody can bring evicted pages back: end the process rather
@@ -182,6 +192,7 @@ static void before_fork(void)
 
 static void after_fork_parent(void)
 {
+	agent.forks++;
 	pthread_mutex_unlock(&agent.fork_lock);
 }
 
@@ -193,6 +204,7 @@ static void after_fork_child(void)
 	pid_t parent = getppid();
 
 	pthread_mutex_init(&agent.fork_lock, NULL);
+	agent.forks = 0; /* a new process to the supervisor */
 	close(agent.managed_uffd); /* the parent's: the child's came with the fork event */
 	agent.managed_uffd = -1;
 	close(agent.staging_uffd);

@@ -763,16 +763,29 @@ static void handle_msg(struct vm_space *s, const struct uffd_msg *m)
 	}
 }
 
-/* Handles what the space's descriptor holds; returns how many messages there were. */
+/* Handles what the space's descriptor holds; returns how many messages there were. The
+ * kernel hands out faults before events, and stops refusing installs (EAGAIN) once a
+ * fork event is read: faults read together with a fork event, served first, would put
+ * pages in the parent after the child got its copy of the parent's memory, while the
+ * fork event recorded them as resident for the child. So the events of a read go first,
+ * in their order, then its faults. */
 static unsigned drain_space(struct vm_space *s)
 {
 	struct uffd_msg msgs[64];
 	unsigned seen = 0;
 	ssize_t n;
 
-	while ((n = read(s->uffd, msgs, sizeof(msgs))) > 0)
-		for (ssize_t i = 0; i < n / (ssize_t)sizeof(msgs[0]); i++, seen++)
-			handle_msg(s, &msgs[i]);
+	while ((n = read(s->uffd, msgs, sizeof(msgs))) > 0) {
+		unsigned got = (unsigned)(n / (ssize_t)sizeof(msgs[0]));
+
+		for (unsigned i = 0; i < got; i++)
+			if (msgs[i].event != UFFD_EVENT_PAGEFAULT)
+				handle_msg(s, &msgs[i]);
+		for (unsigned i = 0; i < got; i++)
+			if (msgs[i].event == UFFD_EVENT_PAGEFAULT)
+				handle_msg(s, &msgs[i]);
+		seen += got;
+	}
 	return seen;
 }
 

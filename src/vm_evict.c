@@ -171,9 +171,13 @@ uint32_t vm_self_forks(void)
 	return n;
 }
 
-/* Our own space's moves, as an agent makes them (see serve in tools/agent.c). */
+/* Our own space's moves, as an agent makes them (see serve in tools/agent.c). Drops
+ * alone (no moves) may come with vm->lock held: they never wait for a fork, which waits
+ * for the fault thread, which would wait for that lock. */
 static void move_self(struct vm_space *s, struct batch *b)
 {
+	if (!b->n)
+		return;
 	pthread_mutex_lock(&self_fork_lock);
 	s->forks_made = self_forks;
 	if (self_forks == b->forks_seen)
@@ -225,7 +229,8 @@ static int agent_finish(struct vm_space *s, const struct drops *d, struct batch 
 	if (!(pfd.revents & POLLIN) || recv(s->sock, &rep, sizeof(rep), 0) <= 0)
 		return -EPIPE;
 	memcpy(b->res, rep.moved, b->n * sizeof(b->res[0]));
-	s->forks_made = rep.forks;
+	if (b->n)
+		s->forks_made = rep.forks;
 	return 0;
 }
 

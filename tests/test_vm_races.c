@@ -139,7 +139,7 @@ static void shared_page_dropped_before_unshare(void)
 }
 
 struct fork_race {
-	unsigned char *r;
+	unsigned char *r, *victim;
 	size_t pages;
 	int absent[2], go[2];
 	pid_t child;
@@ -153,7 +153,7 @@ static void fork_now(void *arg, uint64_t addr)
 	unsigned absent = 0;
 	char byte;
 
-	(void)addr;
+	fr->victim = (unsigned char *)(uintptr_t)addr;
 	fr->child = fork();
 	if (fr->child)
 		return;
@@ -164,7 +164,7 @@ static void fork_now(void *arg, uint64_t addr)
 		_exit(1);
 	while (read(fr->go[0], &byte, 1) > 0) {
 	}
-	_exit(0);
+	_exit(count_bad(fr->r, fr->pages, 1) == 0 ? 0 : 1); /* and it sees what was there */
 }
 
 /* The moves of a round under way when the process forks are not made (they would take
@@ -172,6 +172,53 @@ static void fork_now(void *arg, uint64_t addr)
  * record for the child as swapped, and hold slots for): every page written before, once
  * the parent's are gone, the slots left are exactly one per page the child lacks. */
 static void fork_during_eviction_round(void)
+{
+	struct fixture f = start(8 * MB); /* room for pages of the first region to stay in */
+	struct fork_race fr = { .pages = 12 * MB / PG };
+	size_t more_pages = MB / PG;
+	unsigned char *more;
+	unsigned absent = 0;
+	int status = -1;
+
+	alarm(WATCHDOG_S);
+	CHECK_EQ(uzs_region_create(f.vm, fr.pages * PG, (void **)&fr.r), 0);
+	CHECK_EQ(uzs_region_create(f.vm, more_pages * PG, (void **)&more), 0);
+	CHECK_EQ(pipe(fr.absent), 0);
+	CHECK_EQ(pipe(fr.go), 0);
+	for (size_t i = 0; i < fr.pages; i++)
+		fill(fr.r + i * PG, i, 1);
+	uzs_vm_sync(f.vm);
+	fault_on(HOOK_MOVE_BATCH, fork_now, &fr);
+	/* The round is set off by first touches of another region: while the process forks,
+	 * no page of the first one is being brought back (a page swapped in for the parent
+	 * as it forks is another race: see the README's fork gaps), and the newest pages,
+	 * these, are not the ones evicted. */
+	for (size_t i = 0; i < more_pages; i++)
+		more[i * PG] = 1;
+	CHECK_EQ(read(fr.absent[0], &absent, sizeof(absent)), (ssize_t)sizeof(absent));
+	uzs_vm_sync(f.vm);
+	CHECK_EQ(uzs_region_destroy(f.vm, fr.r, fr.pages * PG), 0);
+	CHECK_EQ(uzs_region_destroy(f.vm, more, more_pages * PG), 0);
+	fprintf(stderr, "  the child lacks %u pages; slots held %llu\n", absent,
+		(unsigned long long)estats(f.uzs).swap_slots_used);
+	CHECK(fr.victim >= fr.r && fr.victim < fr.r + fr.pages * PG); /* its pages moving */
+	CHECK(absent > 0 && absent < fr.pages);
+	CHECK_EQ(estats(f.uzs).swap_slots_used, absent);
+	close(fr.go[1]);
+	CHECK_EQ(waitpid(fr.child, &status, 0), fr.child);
+	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	stop(&f);
+	alarm(0);
+}
+
+/* The process forks while its pages are being read back (the evictor forks it, from the
+ * hook, during a round that reading set off). The kernel hands out faults before events,
+ * and stops refusing installs once a fork event is read: faults read together with it and
+ * served first put pages in the parent after the child got its copy, while the fork event
+ * recorded them as resident for the child, which then read zeros there (2 of 16 runs
+ * under load, before the events of a read went first; this test does not catch it every
+ * time). The child must see every page as it was. */
+static void fork_while_pages_come_back(void)
 {
 	struct fixture f = start(4 * MB);
 	struct fork_race fr = { .pages = 12 * MB / PG };
@@ -186,16 +233,12 @@ static void fork_during_eviction_round(void)
 		fill(fr.r + i * PG, i, 1);
 	uzs_vm_sync(f.vm);
 	fault_on(HOOK_MOVE_BATCH, fork_now, &fr);
-	CHECK_EQ(count_bad(fr.r, fr.pages, 1), 0); /* reading the evicted ones back evicts */
+	CHECK_EQ(count_bad(fr.r, fr.pages, 1), 0);
 	CHECK_EQ(read(fr.absent[0], &absent, sizeof(absent)), (ssize_t)sizeof(absent));
-	CHECK_EQ(uzs_region_destroy(f.vm, fr.r, fr.pages * PG), 0);
-	fprintf(stderr, "  the child lacks %u pages; slots held %llu\n", absent,
-		(unsigned long long)estats(f.uzs).swap_slots_used);
-	CHECK(absent > 0);
-	CHECK_EQ(estats(f.uzs).swap_slots_used, absent);
 	close(fr.go[1]);
 	CHECK_EQ(waitpid(fr.child, &status, 0), fr.child);
 	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	CHECK_EQ(uzs_region_destroy(f.vm, fr.r, fr.pages * PG), 0);
 	stop(&f);
 	alarm(0);
 }
@@ -205,5 +248,6 @@ int main(void)
 	RUN(write_after_drop_during_move_survives);
 	RUN(shared_page_dropped_before_unshare);
 	RUN(fork_during_eviction_round);
+	RUN(fork_while_pages_come_back);
 	return CHECK_DONE();
 }

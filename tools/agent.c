@@ -75,6 +75,8 @@ static void serve(const struct agent_req *req, struct agent_reply *rep)
 	unsigned nmove = req->nmove < AGENT_BATCH ? req->nmove : AGENT_BATCH;
 
 	rep->dropped = drop_staging(req->drop_start, req->drop_len, ndrop);
+	if (!nmove)
+		return; /* drops alone: nothing to keep apart from a fork */
 	pthread_mutex_lock(&agent.fork_lock);
 	rep->forks = agent.forks;
 	if (agent.forks == req->forks_seen)

@@ -265,7 +265,8 @@ struct uzs_vm_stats {
 				   * they were compressed (the second chance) */
 	uint64_t readahead_pages; /* pages brought in ahead of a sequential fault */
 	uint64_t evicted;         /* pages moved out of the program (pswpout-like) */
-	uint64_t evict_shared;    /* evictions refused: the page was shared after fork */
+	uint64_t evict_shared;    /* moves the kernel refused as busy: a page pinned, or shared
+				   * after fork and gone before it could be made the mover's own */
 	uint64_t waits;           /* faults that waited for eviction to make room */
 	uint64_t budget_overruns; /* faults served over budget after waiting a second */
 	uint64_t swapin_errors;   /* pages that could not be brought back (SIGBUS) */
@@ -273,6 +274,8 @@ struct uzs_vm_stats {
 	uint64_t resident_pages;  /* pages mapped in the programs, staging included */
 	uint64_t staged_pages;    /* pages in staging */
 	uint64_t spaces;          /* processes (address spaces) served */
+	uint64_t agents_refused;  /* hellos turned away (uzswap run): not an agent of this build,
+				   * or a descriptor that is no userfaultfd */
 };
 
 /* Start serving regions charged to group (NULL: the root, which has no budget): a fault

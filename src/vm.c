@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -20,9 +21,7 @@
 #include "engine.h"
 #include "uffd.h"
 
-#ifndef FAULT_SPIN_NS
 #define FAULT_SPIN_NS 50000ull /* how long the fault thread looks before sleeping */
-#endif
 #define FORK_GRACE_NS 100000000ull /* a forked child's time to exec before it is charged */
 #define PENDING_PATIENCE_NS 1000000000ull /* a fault waits at most this long for room */
 
@@ -302,17 +301,21 @@ static unsigned stream_worth(const struct vm_space *s, const struct stream *st)
 static struct stream *stream_at(struct vm_space *s, uint64_t pg)
 {
 	struct stream *victim = &s->streams[0];
+	unsigned least = UINT_MAX;
 
 	s->fault_count++;
 	for (unsigned i = 0; i < RA_STREAMS; i++) {
 		struct stream *st = &s->streams[i];
+		unsigned worth = stream_worth(s, st);
 
 		if (st->window && st->end == pg) {
 			st->used = s->fault_count;
 			return st;
 		}
-		if (stream_worth(s, st) < stream_worth(s, victim))
+		if (worth < least) {
+			least = worth;
 			victim = st;
+		}
 	}
 	victim->window = 0;
 	victim->used = s->fault_count;
@@ -1118,6 +1121,11 @@ int vm_attach_remote(struct uzs_vm *vm, const struct vm_remote *r)
 	return err;
 }
 
+void vm_count_refused_agent(struct uzs_vm *vm)
+{
+	atomic_fetch_add(&vm->st.agents_refused, 1);
+}
+
 unsigned vm_live_spaces(struct uzs_vm *vm)
 {
 	unsigned n = 0;
@@ -1143,6 +1151,7 @@ void uzs_vm_get_stats(struct uzs_vm *vm, struct uzs_vm_stats *st)
 	st->budget_overruns = atomic_load(&vm->st.budget_overruns);
 	st->swapin_errors = atomic_load(&vm->st.swapin_errors);
 	st->adopted = atomic_load(&vm->st.adopted);
+	st->agents_refused = atomic_load(&vm->st.agents_refused);
 	pthread_mutex_lock(&vm->lock);
 	for (struct vm_space *s = vm->spaces; s; s = s->next) {
 		st->resident_pages += (uint64_t)s->charged;
@@ -1161,12 +1170,13 @@ int uzs_vm_print_stats(struct uzs_vm *vm, FILE *out)
 		       "faults %llu\nzero_fills %llu\nswapin_pages %llu\nstaged_refaults %llu\n"
 		       "readahead_pages %llu\nevicted_pages %llu\nevict_shared %llu\nwaits %llu\n"
 		       "budget_overruns %llu\nswapin_errors %llu\nadopted %llu\nresident_pages %llu\n"
-		       "staged_pages %llu\nprocesses %llu\n",
+		       "staged_pages %llu\nprocesses %llu\nagents_refused %llu\n",
 		       (unsigned long long)st.faults, (unsigned long long)st.zero_fills,
 		       (unsigned long long)st.swapins, (unsigned long long)st.staged_refaults,
 		       (unsigned long long)st.readahead_pages, (unsigned long long)st.evicted,
 		       (unsigned long long)st.evict_shared, (unsigned long long)st.waits,
 		       (unsigned long long)st.budget_overruns, (unsigned long long)st.swapin_errors,
 		       (unsigned long long)st.adopted, (unsigned long long)st.resident_pages, (unsigned long long)st.staged_pages,
-		       (unsigned long long)st.spaces) < 0 ? -EIO : 0;
+		       (unsigned long long)st.spaces, (unsigned long long)st.agents_refused) < 0
+		       ? -EIO : 0;
 }

@@ -26,6 +26,8 @@ struct vm_remote {
 	uintptr_t stack, stack_len;
 };
 int vm_attach_remote(struct uzs_vm *vm, const struct vm_remote *r);
+/* A hello turned away (counted in agents_refused). */
+void vm_count_refused_agent(struct uzs_vm *vm);
 
 /* Register the process's anonymous private writable mappings not registered yet (reads
  * /proc/PID/maps); done at attach and then periodically by the eviction thread. */

@@ -126,7 +126,6 @@ static void drops_done(struct vm_space *s, const struct drops *d)
 struct batch {
 	unsigned n;
 	uint32_t forks_seen; /* the space's, when the pages were chosen */
-	uint64_t pg[EVICT_BATCH];
 	uint64_t src[EVICT_BATCH], dst[EVICT_BATCH];
 	uint32_t slot[EVICT_BATCH];
 	int res[EVICT_BATCH];
@@ -315,7 +314,6 @@ static void pick_victims(struct vm_space *s, long budget, struct batch *b)
 		vp_set(p, VP_RESIDENT, VP_BUSY, slot);
 		p->qseq = 0;
 		s->slot_owner[slot] = pg;
-		b->pg[b->n] = pg;
 		b->slot[b->n] = slot;
 		b->src[b->n] = pg_addr(pg);
 		b->dst[b->n] = s->staging + (uintptr_t)slot * VM_PAGE;
@@ -373,7 +371,6 @@ static unsigned settle_moves(struct vm_space *s, struct batch *b, int err)
 struct commit {
 	unsigned n;
 	uint32_t slot[EVICT_BATCH];
-	uint64_t pg[EVICT_BATCH];
 	uzs_slot_t sw[EVICT_BATCH];
 	int res[EVICT_BATCH];
 };
@@ -394,7 +391,6 @@ static void pick_commits(struct vm_space *s, bool all, struct commit *c)
 			continue; /* touched again, unmapped, or the slot was reused meanwhile */
 		p->val |= VP_BUSY;
 		c->slot[c->n] = slot;
-		c->pg[c->n] = pg;
 		c->n++;
 	}
 }

@@ -126,7 +126,8 @@ struct uzs_vm {
 
 	struct {
 		_Atomic uint64_t faults, zero_fills, swapins, staged_refaults, readahead_pages,
-			evicted, evict_shared, waits, budget_overruns, swapin_errors, adopted;
+			evicted, evict_shared, waits, budget_overruns, swapin_errors, adopted,
+			agents_refused;
 	} st;
 };
 

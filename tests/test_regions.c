@@ -349,6 +349,31 @@ static void readahead_stops_at_region_end(void)
 	stop(&f);
 }
 
+/* Two areas filled at once, a page of each in turn: each is a sequential stream of its
+ * own, and its windows grow (up to 64 pages), although consecutive faults alternate
+ * between them (with one stream followed, every fault would start a window of one). */
+static void interleaved_streams_read_ahead(void)
+{
+	struct fixture f = start(64 * MB);
+	size_t pages = 4 * MB / PG;
+	unsigned char *a, *b;
+	uint64_t before;
+
+	CHECK_EQ(uzs_region_create(f.vm, pages * PG, (void **)&a), 0);
+	CHECK_EQ(uzs_region_create(f.vm, pages * PG, (void **)&b), 0);
+	before = vstats(&f).faults;
+	for (size_t i = 0; i < pages; i++) {
+		a[i * PG] = 1;
+		b[i * PG] = 2;
+	}
+	fprintf(stderr, "  %llu faults for %zu pages\n",
+		(unsigned long long)(vstats(&f).faults - before), 2 * pages);
+	CHECK(vstats(&f).faults - before < 2 * pages / 16);
+	CHECK_EQ(uzs_region_destroy(f.vm, a, pages * PG), 0);
+	CHECK_EQ(uzs_region_destroy(f.vm, b, pages * PG), 0);
+	stop(&f);
+}
+
 static void region_bad_arguments(void)
 {
 	struct fixture f = start(8 * MB);
@@ -377,6 +402,7 @@ int main(void)
 	RUN(hot_set_stays_resident);
 	RUN(discard_racing_eviction_keeps_new_writes);
 	RUN(readahead_stops_at_region_end);
+	RUN(interleaved_streams_read_ahead);
 	RUN(region_bad_arguments);
 	return CHECK_DONE();
 }

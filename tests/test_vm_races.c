@@ -167,6 +167,19 @@ static void fork_now(void *arg, uint64_t addr)
 	_exit(count_bad(fr->r, fr->pages, 1) == 0 ? 0 : 1); /* and it sees what was there */
 }
 
+/* A region of fr->pages written (eviction has moved part of it out and is at rest),
+ * and the hook set to fork at the next eviction round. */
+static void fork_race_ready(struct fixture *f, struct fork_race *fr)
+{
+	CHECK_EQ(uzs_region_create(f->vm, fr->pages * PG, (void **)&fr->r), 0);
+	CHECK_EQ(pipe(fr->absent), 0);
+	CHECK_EQ(pipe(fr->go), 0);
+	for (size_t i = 0; i < fr->pages; i++)
+		fill(fr->r + i * PG, i, 1);
+	uzs_vm_sync(f->vm);
+	fault_on(HOOK_MOVE_BATCH, fork_now, fr);
+}
+
 /* The moves of a round under way when the process forks are not made (they would take
  * pages the child already has a copy of, which the fork event, read later, would then
  * record for the child as swapped, and hold slots for): every page written before, once
@@ -181,14 +194,8 @@ static void fork_during_eviction_round(void)
 	int status = -1;
 
 	alarm(WATCHDOG_S);
-	CHECK_EQ(uzs_region_create(f.vm, fr.pages * PG, (void **)&fr.r), 0);
 	CHECK_EQ(uzs_region_create(f.vm, more_pages * PG, (void **)&more), 0);
-	CHECK_EQ(pipe(fr.absent), 0);
-	CHECK_EQ(pipe(fr.go), 0);
-	for (size_t i = 0; i < fr.pages; i++)
-		fill(fr.r + i * PG, i, 1);
-	uzs_vm_sync(f.vm);
-	fault_on(HOOK_MOVE_BATCH, fork_now, &fr);
+	fork_race_ready(&f, &fr);
 	/* The round is set off by first touches of another region: while the process forks,
 	 * no page of the first one is being brought back (a page swapped in for the parent
 	 * as it forks is another race: see the README's fork gaps), and the newest pages,
@@ -226,13 +233,7 @@ static void fork_while_pages_come_back(void)
 	int status = -1;
 
 	alarm(WATCHDOG_S);
-	CHECK_EQ(uzs_region_create(f.vm, fr.pages * PG, (void **)&fr.r), 0);
-	CHECK_EQ(pipe(fr.absent), 0);
-	CHECK_EQ(pipe(fr.go), 0);
-	for (size_t i = 0; i < fr.pages; i++)
-		fill(fr.r + i * PG, i, 1);
-	uzs_vm_sync(f.vm);
-	fault_on(HOOK_MOVE_BATCH, fork_now, &fr);
+	fork_race_ready(&f, &fr);
 	CHECK_EQ(count_bad(fr.r, fr.pages, 1), 0);
 	CHECK_EQ(read(fr.absent[0], &absent, sizeof(absent)), (ssize_t)sizeof(absent));
 	close(fr.go[1]);

@@ -177,6 +177,7 @@ static void welcome_agent(struct run *run, int sock)
 	int fd;
 
 	if (recv_hello(sock, &h, &fd) < 0) {
+		vm_count_refused_agent(run->vm);
 		answer = -EPROTO; /* not an agent of this build: it says so and ends */
 		if (send(sock, &answer, sizeof(answer), MSG_NOSIGNAL) < 0) {
 			/* it is gone already */
@@ -195,6 +196,8 @@ static void welcome_agent(struct run *run, int sock)
 			break;
 		usleep(1000);
 	}
+	if (answer < 0)
+		vm_count_refused_agent(run->vm);
 	if (send(sock, &answer, sizeof(answer), MSG_NOSIGNAL) < 0 || answer < 0)
 		close(sock);
 }

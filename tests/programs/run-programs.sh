@@ -115,10 +115,27 @@ kernel_mode_required() {
 	fi
 }
 
+# A stranger on the agents' socket (not an agent of this build, or no userfaultfd where
+# one belongs) gets a clear refusal, and uzswap keeps none of the descriptors it sent.
+bad_hello_refused() {
+	local pid out i
+	"$uz" run --memory-max 16M -- sleep 5 2>/dev/null & pid=$!
+	for i in $(seq 50); do # until the program's own agent is in
+		"$uz" stat "$pid" 2>/dev/null | grep -q '^processes 1' && break
+		sleep 0.1
+	done
+	out=$(python3 "$here/bad_hello.py" "$pid")
+	out="$out $("$uz" stat "$pid" 2>/dev/null | grep '^agents_refused')"
+	kill "$pid"; wait "$pid"
+	echo "  $out"
+	[ "$out" = "wrong_magic -71 not_a_uffd -25 kept_fds 0 agents_refused 2" ]
+}
+
 verdict uzswap-stat-live stat_live
 verdict signal-forwarded signal_forwarded
 verdict fork-child-reads-evicted fork_child_reads_evicted
 verdict fork-children-share-budget fork_children_share_budget
 verdict kernel-mode-userfaultfd-required kernel_mode_required
+verdict bad-hello-refused bad_hello_refused
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -1,0 +1,44 @@
+# Says hello to a running `uzswap run` (its pid in argv[1]) as a process that is not one of
+# its agents would: once with a wrong magic number, once with the right one but a pipe
+# where the userfaultfd should be, each with a pipe attached. Prints what uzswap answered
+# each time, and how many of the pipes it was sent it still holds.
+import os
+import socket
+import struct
+import sys
+
+MAGIC = 0x757A7302  # src/agent_proto.h
+uz = int(sys.argv[1])
+
+
+sent = []
+
+
+def held():
+    links = set()
+    for fd in os.listdir(f"/proc/{uz}/fd"):
+        try:
+            links.add(os.readlink(f"/proc/{uz}/fd/{fd}"))
+        except OSError:
+            pass  # closed meanwhile
+    return sum(f"pipe:[{ino}]" in links for ino in sent)
+
+
+def hello(magic):
+    r, w = os.pipe()
+    sent.append(os.fstat(r).st_ino)
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    s.connect(f"\0uzswap-agent-{uz}")
+    # struct agent_hello: magic, pid, fork_parent, staging_slots, staging, stack, stack_len
+    msg = struct.pack("=IiiIQQQ", magic, os.getpid(), 0, 1024, 1 << 30, 2 << 30, 4096)
+    s.sendmsg([msg], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack("i", r))])
+    answer = s.recv(4)
+    s.close()
+    os.close(r)
+    os.close(w)
+    return struct.unpack("i", answer)[0] if len(answer) == 4 else None
+
+
+wrong_magic = hello(0x12345678)
+not_a_uffd = hello(MAGIC)
+print("wrong_magic", wrong_magic, "not_a_uffd", not_a_uffd, "kept_fds", held())

@@ -53,10 +53,13 @@ $(BUILD)/uzswap: $(TOOL_OBJ) $(BUILD)/libuzswap.a
 # The agent `uzswap run` preloads into programs: plain (no sanitizer runtime to impose
 # on them) and free of the engine. Bound at load (-z now): lazy binding would make its
 # thread read the dynamic linker's data, which may be evicted while it works.
-$(BUILD)/libuzswap-agent.so: tools/agent.c src/uffd.c src/uffd.h src/agent_proto.h
+# Only mmap is exported (-fvisibility=hidden), so the agent keeps its own state even in a
+# program linking libuzswap.a, which has the same agent_core.
+AGENT_SRC := tools/agent.c src/agent_core.c src/uffd.c
+$(BUILD)/libuzswap-agent.so: $(AGENT_SRC) src/agent_core.h src/uffd.h src/agent_proto.h
 	@mkdir -p $(dir $@)
-	$(CC) -O2 -g -std=gnu11 -Wall -Wextra -Werror -fPIC -shared -pthread -Wl,-z,now -Isrc \
-		tools/agent.c src/uffd.c -o $@
+	$(CC) -O2 -g -std=gnu11 -Wall -Wextra -Werror -fPIC -shared -pthread -Wl,-z,now \
+		-fvisibility=hidden -Isrc $(AGENT_SRC) -o $@
 
 $(BUILD)/test_%: tests/test_%.c $(wildcard tests/*.h) $(BUILD)/libuzswap.a
 	$(CC) $(CFLAGS) $(LDFLAGS) $< $(BUILD)/libuzswap.a -o $@ $(LDLIBS)

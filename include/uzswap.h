@@ -274,8 +274,8 @@ struct uzs_vm_stats {
 	uint64_t resident_pages;  /* pages mapped in the programs, staging included */
 	uint64_t staged_pages;    /* pages in staging */
 	uint64_t spaces;          /* processes (address spaces) served */
-	uint64_t agents_refused;  /* hellos turned away (uzswap run): not an agent of this build,
-				   * or a descriptor that is no userfaultfd */
+	uint64_t agents_refused;  /* hellos turned away: not an agent of this build, one naming
+				   * another process, or a descriptor that is no userfaultfd */
 };
 
 /* Start serving regions charged to group (NULL: the root, which has no budget): a fault
@@ -284,13 +284,16 @@ struct uzs_vm_stats {
  * userfaultfd serve faults taken inside system calls (see README). */
 int uzs_vm_start(struct uzs *uzs, struct uzs_group *group, struct uzs_vm **out);
 
-/* Stop the threads and free every page still held. Regions must be destroyed first. */
+/* Stop the threads and free every page still held. Regions must be destroyed first. A
+ * forked child still running on memory of the regions is ended (SIGKILL): nobody could
+ * bring its evicted pages back. */
 void uzs_vm_stop(struct uzs_vm *vm);
 
 /* An anonymous region of bytes (rounded up to pages): reads as zeros until written, its
  * pages swapped out under the group's budget and back on access, from any thread and
  * from inside system calls. munmap, madvise(MADV_DONTNEED/MADV_REMOVE), mremap and fork
- * work on it as on ordinary memory. */
+ * work on it as on ordinary memory; a forked child's pages are charged to the group and
+ * evicted too (a thread of the library's runs in the child for that, see README). */
 int uzs_region_create(struct uzs_vm *vm, size_t bytes, void **out);
 
 /* Unmap a region (or part of it): its pages and slots are freed. */

@@ -14,6 +14,7 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
@@ -703,10 +704,11 @@ static void on_fork(struct vm_space *parent, int child_fd)
 	}
 	fcntl(child_fd, F_SETFL, O_NONBLOCK);
 	child->fork_parent = parent->pid;
-	/* A child of this process has no agent to move its pages: what it shares with us
-	 * stays its own, uncharged. Another process's child gets an agent of its own. */
-	if (!parent->self)
-		child->inherit_at_ns = now_ns() + FORK_GRACE_NS;
+	child->regions_only = parent->self || parent->regions_only;
+	/* what it shares with its parent is charged once it has lived a while with an agent
+	 * (adopt_inherited); a child without one (a raw fork system call) keeps it uncharged */
+	child->forked_at_ns = now_ns();
+	child->inherit_at_ns = child->forked_at_ns + FORK_GRACE_NS;
 	pthread_mutex_lock(&vm->lock);
 	/* pages in flight have no settled state to copy: let the eviction round finish */
 	while (parent->evicting) {
@@ -804,7 +806,7 @@ static void reap_dead(struct uzs_vm *vm)
 
 		for (size_t i = 0; i < vm->npending && !waited; i++)
 			waited = vm->pending[i].space == s;
-		if (s->dead && !s->evicting && !waited) {
+		if (s->dead && !s->evicting && !s->pins && !waited) {
 			*pp = s->next;
 			space_free(s);
 		} else {
@@ -841,6 +843,125 @@ static int wait_events(struct uzs_vm *vm, struct epoll_event *evs, int max, int 
 	return epoll_wait(vm->epfd, evs, max, timeout_ms);
 }
 
+/* ---- forks of this process ----
+ * The C library's fork holds its malloc locks across the system call, and the kernel
+ * keeps the forking thread in the call until the fork event is read. The fault thread
+ * must then read it without malloc, or any lock a thread stuck in malloc may hold
+ * (vm->lock, the engine's): it would wait for the fork, the fork for it. So a fork of
+ * this process is announced first (a pthread_atfork handler, which runs before those
+ * locks are taken), and until it is done the fault thread only reads what the
+ * descriptors hold into a stash mapped with mmap; it handles it all afterwards. */
+
+static pthread_mutex_t live_vms_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct uzs_vm *live_vms;
+
+static void live_add(struct uzs_vm *vm)
+{
+	pthread_mutex_lock(&live_vms_lock);
+	vm->next_live = live_vms;
+	live_vms = vm;
+	pthread_mutex_unlock(&live_vms_lock);
+}
+
+static void live_remove(struct uzs_vm *vm)
+{
+	pthread_mutex_lock(&live_vms_lock);
+	for (struct uzs_vm **pp = &live_vms; *pp; pp = &(*pp)->next_live)
+		if (*pp == vm) {
+			*pp = vm->next_live;
+			break;
+		}
+	pthread_mutex_unlock(&live_vms_lock);
+}
+
+void vm_forks_quiesce_all(void)
+{
+	pthread_mutex_lock(&live_vms_lock); /* until resume: no vm comes or goes meanwhile */
+	for (struct uzs_vm *vm = live_vms; vm; vm = vm->next_live) {
+		unsigned req = atomic_fetch_add(&vm->fork_req, 1) + 1; /* odd: quiet */
+
+		vm_kick_faults(vm);
+		while (atomic_load(&vm->fork_ack) != req)
+			usleep(20);
+	}
+}
+
+void vm_forks_resume_all(void)
+{
+	for (struct uzs_vm *vm = live_vms; vm; vm = vm->next_live) {
+		atomic_fetch_add(&vm->fork_req, 1);
+		vm_kick_faults(vm);
+	}
+	pthread_mutex_unlock(&live_vms_lock);
+}
+
+/* In the child: the vms' threads stayed in the parent. */
+void vm_forks_forget_all(void)
+{
+	pthread_mutex_init(&live_vms_lock, NULL);
+	live_vms = NULL;
+}
+
+static bool stash_grow(struct uzs_vm *vm)
+{
+	size_t cap = vm->stash_cap * 2;
+	void *p = mremap(vm->stash, vm->stash_cap * sizeof(*vm->stash), cap * sizeof(*vm->stash),
+			 MREMAP_MAYMOVE);
+
+	if (p == MAP_FAILED)
+		return false;
+	vm->stash = p;
+	vm->stash_cap = cap;
+	return true;
+}
+
+static void stash_space(struct uzs_vm *vm, struct vm_space *s)
+{
+	struct uffd_msg msgs[64];
+	ssize_t n;
+
+	while ((vm->nstash + 64 <= vm->stash_cap || stash_grow(vm)) &&
+	       (n = read(s->uffd, msgs, sizeof(msgs))) > 0)
+		for (ssize_t i = 0; i < n / (ssize_t)sizeof(msgs[0]); i++)
+			vm->stash[vm->nstash++] = (struct stashed_msg){ s, msgs[i] };
+}
+
+/* What was read during the fork, as one read: its events first, then its faults. */
+static unsigned handle_stash(struct uzs_vm *vm)
+{
+	size_t n = vm->nstash;
+
+	for (size_t i = 0; i < n; i++)
+		if (vm->stash[i].msg.event != UFFD_EVENT_PAGEFAULT)
+			handle_msg(vm->stash[i].space, &vm->stash[i].msg);
+	for (size_t i = 0; i < n; i++)
+		if (vm->stash[i].msg.event == UFFD_EVENT_PAGEFAULT)
+			handle_msg(vm->stash[i].space, &vm->stash[i].msg);
+	vm->nstash = 0;
+	return (unsigned)n;
+}
+
+static unsigned quiet_during_fork(struct uzs_vm *vm, unsigned req)
+{
+	struct epoll_event evs[32];
+
+	atomic_store(&vm->fork_ack, req);
+	while (atomic_load(&vm->fork_req) == req) {
+		int n = epoll_wait(vm->epfd, evs, 32, 10);
+
+		for (int i = 0; i < n; i++) {
+			uint64_t v;
+
+			if (evs[i].data.ptr)
+				stash_space(vm, evs[i].data.ptr);
+			else if (read(vm->kick_fd, &v, sizeof(v)) < 0) {
+				/* nothing to clear */
+			}
+		}
+	}
+	return handle_stash(vm);
+}
+
 static void *fault_main(void *arg)
 {
 	struct uzs_vm *vm = arg;
@@ -851,7 +972,10 @@ static void *fault_main(void *arg)
 		int n;
 		bool stop;
 		uint64_t seen;
+		unsigned fork_req = atomic_load(&vm->fork_req);
 
+		if (fork_req & 1)
+			handled += quiet_during_fork(vm, fork_req);
 		pthread_mutex_lock(&vm->lock);
 		seen = vm->sync_req;
 		pthread_mutex_unlock(&vm->lock);
@@ -939,12 +1063,19 @@ static int vm_alloc(struct uzs *uzs, struct uzs_group *group, struct uzs_vm **ou
 	vm->buf = aligned_alloc(VM_PAGE, (size_t)RA_MAX * VM_PAGE);
 	vm->zero = aligned_alloc(VM_PAGE, (size_t)ZERO_AROUND * VM_PAGE);
 	vm->evict_buf = aligned_alloc(VM_PAGE, (size_t)EVICT_BATCH * VM_PAGE);
+	vm->stash_cap = 256;
+	vm->stash = mmap(NULL, vm->stash_cap * sizeof(*vm->stash), PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	vm->high_pages = 64;
+	vm->agent_listen = vm->listen_stop = -1;
 	pthread_mutex_init(&vm->lock, NULL);
+	pthread_mutex_init(&vm->listen_lock, NULL);
 	pthread_cond_init(&vm->evict_cond, NULL);
 	pthread_cond_init(&vm->sync_cond, NULL);
 	*out = vm;
-	if (vm->epfd < 0 || vm->kick_fd < 0 || !vm->buf || !vm->zero || !vm->evict_buf ||
+	if (vm->stash == MAP_FAILED)
+		vm->stash = NULL;
+	if (vm->epfd < 0 || vm->kick_fd < 0 || !vm->buf || !vm->zero || !vm->evict_buf || !vm->stash ||
 	    epoll_ctl(vm->epfd, EPOLL_CTL_ADD, vm->kick_fd, &ev) < 0)
 		return -ENOMEM;
 	memset(vm->zero, 0, (size_t)ZERO_AROUND * VM_PAGE);
@@ -963,13 +1094,17 @@ static void vm_free(struct uzs_vm *vm)
 		close(vm->epfd);
 	if (vm->kick_fd >= 0)
 		close(vm->kick_fd);
+	vm_children_stop(vm);
 	pthread_mutex_destroy(&vm->lock);
+	pthread_mutex_destroy(&vm->listen_lock);
 	pthread_cond_destroy(&vm->evict_cond);
 	pthread_cond_destroy(&vm->sync_cond);
 	free(vm->pending);
 	free(vm->buf);
 	free(vm->zero);
 	free(vm->evict_buf);
+	if (vm->stash)
+		munmap(vm->stash, vm->stash_cap * sizeof(*vm->stash));
 	free(vm);
 }
 
@@ -992,6 +1127,7 @@ int uzs_vm_start(struct uzs *uzs, struct uzs_group *group, struct uzs_vm **out)
 		pthread_join(vm->fault_thread, NULL);
 		goto fail;
 	}
+	live_add(vm);
 	*out = vm;
 	return 0;
 fail:
@@ -1004,6 +1140,8 @@ void uzs_vm_stop(struct uzs_vm *vm)
 {
 	if (!vm)
 		return;
+	live_remove(vm);
+	vm_children_stop(vm); /* first: a hello is answered with the threads' help */
 	pthread_mutex_lock(&vm->lock);
 	vm->stop = true;
 	pthread_cond_signal(&vm->evict_cond);
@@ -1022,6 +1160,14 @@ int uzs_region_create(struct uzs_vm *vm, size_t bytes, void **out)
 
 	if (!vm || !out || !len)
 		return -EINVAL;
+	/* Its forked children get agents from now on (not before: a process without regions
+	 * has no fork events to match their hellos with). Without one, which only lack of
+	 * resources causes, a child's pages stay resident and uncharged. */
+	pthread_mutex_lock(&vm->listen_lock);
+	if (vm_children_listen(vm) < 0) {
+		/* as said */
+	}
+	pthread_mutex_unlock(&vm->listen_lock);
 	p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (p == MAP_FAILED)
 		return -errno;
@@ -1048,7 +1194,7 @@ static bool any_evicting(struct uzs_vm *vm)
 	return false;
 }
 
-void uzs_vm_sync(struct uzs_vm *vm)
+void vm_sync_events(struct uzs_vm *vm)
 {
 	uint64_t req;
 
@@ -1059,6 +1205,13 @@ void uzs_vm_sync(struct uzs_vm *vm)
 	pthread_mutex_lock(&vm->lock);
 	while (vm->sync_done < req && !vm->stop)
 		pthread_cond_wait(&vm->sync_cond, &vm->lock);
+	pthread_mutex_unlock(&vm->lock);
+}
+
+void uzs_vm_sync(struct uzs_vm *vm)
+{
+	vm_sync_events(vm);
+	pthread_mutex_lock(&vm->lock);
 	/* and the eviction round or writeback in flight: pages it was compressing (or
 	 * writing) when they were unmapped are only let go when it settles */
 	while (any_evicting(vm)) {
@@ -1083,41 +1236,82 @@ int uzs_region_destroy(struct uzs_vm *vm, void *addr, size_t bytes)
 	return 0;
 }
 
+/* The space a fork event made for a child saying hello: the latest such (an older one
+ * may be a raw fork's, which never says hello). */
+static int find_forked(struct uzs_vm *vm, const struct vm_remote *r, struct vm_space **out)
+{
+	struct vm_space *s = NULL;
+
+	for (struct vm_space *c = vm->spaces; c; c = c->next)
+		if (!c->dead && c->fork_parent == r->fork_parent && !c->pid &&
+		    (!s || c->forked_at_ns > s->forked_at_ns))
+			s = c;
+	if (!s)
+		return -EAGAIN;
+	if (r->uffd >= 0)
+		close(r->uffd); /* the fork event brought its descriptor */
+	*out = s;
+	return 0;
+}
+
+static int add_remote(struct uzs_vm *vm, const struct vm_remote *r, struct vm_space **out)
+{
+	struct vm_space *s;
+	int err;
+
+	fcntl(r->uffd, F_SETFL, O_NONBLOCK);
+	if (!(s = space_new(vm, r->uffd))) {
+		close(r->uffd);
+		return -ENOMEM;
+	}
+	if ((err = uffd_handshake(r->uffd, UFFD_MANAGED_FEATURES)) < 0 ||
+	    (err = space_add(vm, s)) < 0) {
+		space_free(s);
+		return err;
+	}
+	*out = s;
+	return 0;
+}
+
+static void answer_agent(int sock, int32_t answer)
+{
+	if (send(sock, &answer, sizeof(answer), MSG_NOSIGNAL) < 0) {
+		/* it is gone: its hang-up ends its space */
+	}
+}
+
+/* The space stays pinned (not reaped) from the moment it holds the agent's socket until
+ * the answer is sent: the process may end meanwhile. */
 int vm_attach_remote(struct uzs_vm *vm, const struct vm_remote *r)
 {
 	struct vm_space *s = NULL;
 	int err;
 
 	pthread_mutex_lock(&vm->lock);
-	if (r->fork_parent) { /* the fork event made its space already */
-		for (s = vm->spaces; s; s = s->next)
-			if (!s->dead && s->fork_parent == r->fork_parent && !s->pid)
-				break;
-		if (!s) {
-			pthread_mutex_unlock(&vm->lock);
-			return -EAGAIN;
-		}
-		if (r->uffd >= 0)
-			close(r->uffd);
-	} else {
-		fcntl(r->uffd, F_SETFL, O_NONBLOCK);
-		s = space_new(vm, r->uffd);
-		if (!s || (err = uffd_handshake(r->uffd, UFFD_MANAGED_FEATURES)) < 0 ||
-		    (err = space_add(vm, s)) < 0) {
-			pthread_mutex_unlock(&vm->lock);
-			if (s)
-				space_free(s);
-			return s ? err : -ENOMEM;
-		}
+	err = r->fork_parent ? find_forked(vm, r, &s) : add_remote(vm, r, &s);
+	if (err == -EAGAIN) {
+		pthread_mutex_unlock(&vm->lock);
+		return err;
+	}
+	if (!err && !(err = space_setup_staging(s, r->staging, r->staging_slots)))
+		err = intervals_add(&s->excluded, r->stack, r->stack + r->stack_len);
+	if (err) {
+		if (s && !r->fork_parent)
+			s->dead = true; /* (a forked child keeps its space: its faults need it) */
+		pthread_mutex_unlock(&vm->lock);
+		answer_agent(r->sock, err);
+		close(r->sock);
+		return err;
 	}
 	s->pid = r->pid;
 	s->sock = r->sock;
-	err = space_setup_staging(s, r->staging, r->staging_slots);
-	if (!err)
-		err = intervals_add(&s->excluded, r->stack, r->stack + r->stack_len);
+	s->pins++;
 	pthread_mutex_unlock(&vm->lock);
-	if (!err)
-		err = vm_scan_maps(vm, s);
+	err = vm_scan_maps(vm, s);
+	answer_agent(r->sock, err); /* the go-ahead, or the agent ends its process */
+	pthread_mutex_lock(&vm->lock);
+	s->pins--;
+	pthread_mutex_unlock(&vm->lock);
 	return err;
 }
 

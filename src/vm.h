@@ -25,7 +25,14 @@ struct vm_remote {
 	unsigned staging_slots;
 	uintptr_t stack, stack_len;
 };
+/* Answers the agent (0: the go-ahead, or -errno) and returns the same, except -EAGAIN:
+ * a forked child whose fork event is not in yet, nothing done (try again). */
 int vm_attach_remote(struct uzs_vm *vm, const struct vm_remote *r);
+/* Listen at an abstract unix socket name (nothing on disk); the socket or -errno. */
+int vm_listen_abstract(const char *name);
+/* An agent connected on sock: take its hello, attach its process, answer it (0 or
+ * -errno); sock is kept for the agent or closed. */
+void vm_welcome_agent(struct uzs_vm *vm, int sock);
 /* A hello turned away (counted in agents_refused). */
 void vm_count_refused_agent(struct uzs_vm *vm);
 

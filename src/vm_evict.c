@@ -132,7 +132,7 @@ struct batch {
 };
 
 /* This process's own forks, kept apart from its own space's moves as the agent keeps a
- * remote process's (tools/agent.c). */
+ * remote process's (src/agent_core.c). */
 static pthread_mutex_t self_fork_lock = PTHREAD_MUTEX_INITIALIZER;
 static uint32_t self_forks;
 static pthread_once_t self_forks_counted = PTHREAD_ONCE_INIT;
@@ -140,16 +140,19 @@ static pthread_once_t self_forks_counted = PTHREAD_ONCE_INIT;
 static void self_before_fork(void)
 {
 	pthread_mutex_lock(&self_fork_lock);
+	vm_forks_quiesce_all();
 }
 
 static void self_after_fork_parent(void)
 {
+	vm_forks_resume_all();
 	self_forks++;
 	pthread_mutex_unlock(&self_fork_lock);
 }
 
 static void self_after_fork_child(void)
 {
+	vm_forks_forget_all();
 	pthread_mutex_init(&self_fork_lock, NULL);
 	self_forks = 0;
 }
@@ -170,7 +173,7 @@ uint32_t vm_self_forks(void)
 	return n;
 }
 
-/* Our own space's moves, as an agent makes them (see serve in tools/agent.c). Drops
+/* Our own space's moves, as an agent makes them (see serve in src/agent_core.c). Drops
  * alone (no moves) may come with vm->lock held: they never wait for a fork, which waits
  * for the fault thread, which would wait for that lock. */
 static void move_self(struct vm_space *s, struct batch *b)
@@ -490,7 +493,8 @@ static bool forks_in_step(struct vm_space *s, uint64_t now)
  * every move would be refused from now on. */
 static void settle_forks(struct vm_space *s, const struct batch *b)
 {
-	if (s->forks_made < b->forks_seen)
+	/* forks_made is only fresh after moves: drops or commits alone leave it as it was */
+	if (b->n && s->forks_made < b->forks_seen)
 		s->forks_seen = s->forks_made;
 }
 
@@ -588,10 +592,12 @@ static void evict_to_low_watermark(struct uzs_vm *vm, bool kicked)
 	if (atomic_load(&vm->evict_stuck) && !kicked && mono_ns() < vm->stuck_retry_ns)
 		return;
 	while (!vm->stop && vm_headroom_pages(vm) < low && idle < 3) {
-		struct vm_space *s = biggest_space(vm);
+		struct vm_space *s;
 
 		maybe_scan(vm);
 		shrink_compressed(vm, budget);
+		/* chosen only now: both let go of the lock, and a space may be reaped meanwhile */
+		s = biggest_space(vm);
 		if (!s || !evict_round(vm, s, budget))
 			idle++;
 		else
@@ -722,6 +728,10 @@ int vm_scan_maps(struct uzs_vm *vm, struct vm_space *s)
 	struct interval *maps = malloc(MAX_MAPS * sizeof(*maps));
 	size_t n;
 
+	if (s->regions_only) { /* the program said which memory is managed */
+		free(maps);
+		return 0;
+	}
 	if (!maps)
 		return -ENOMEM;
 	n = read_maps(s, maps, MAX_MAPS);

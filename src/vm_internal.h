@@ -15,6 +15,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <linux/userfaultfd.h>
 
 #include "agent_proto.h"
 #include "vm.h"
@@ -46,6 +47,8 @@ struct vm_space {
 	struct vm_space *next;
 	pid_t pid;       /* 0 until a forked child's agent says hello */
 	bool self;       /* this process: moves and discards are direct calls */
+	bool regions_only; /* a child of a library process: only its regions are managed,
+			    * never what its maps show */
 	int uffd;        /* managed ranges */
 	int staging_uffd; /* self only: the staging range (remote: the agent holds it) */
 	int sock;        /* remote: the agent; -1 when none (yet) */
@@ -82,10 +85,12 @@ struct vm_space {
 	 * ahead (a fork whose event is yet to be read). */
 	uint32_t forks_seen, forks_made;
 	uint64_t forks_ahead_since;
+	uint64_t forked_at_ns;  /* a forked child: when its fork event was handled */
 	uint64_t inherit_at_ns; /* a forked child: when the pages it shares with its parent
 				 * become its own to charge and evict (0: nothing pending) */
 
 	bool dead;      /* the process exited: reap when no thread uses it */
+	unsigned pins;  /* threads using it outside the lock, besides the eviction thread's */
 	bool evicting;  /* the eviction thread works on it outside the lock */
 	bool unresponsive;
 };
@@ -112,8 +117,26 @@ struct uzs_vm {
 	uint64_t sync_req, sync_done; /* uzs_vm_sync: loops of the fault thread asked, done */
 	pthread_cond_t sync_cond;
 
+	/* Library mode: the socket this process's forked children's agents connect to, and
+	 * the thread taking their hellos (vm_agents.c); -1 until the first region. */
+	int agent_listen, listen_stop;
+	pthread_t listen_thread;
+	bool listening;
+	pthread_mutex_t listen_lock;
+
 	struct pending_fault *pending;
 	size_t npending, pending_cap;
+
+	/* Forks of this process (see vm_fork_quiesce): an odd fork_req asks the fault thread
+	 * to only read messages, into the stash (mmap'ed: no malloc), until it changes;
+	 * fork_ack is the fork_req it is doing so for. */
+	_Atomic unsigned fork_req, fork_ack;
+	struct stashed_msg {
+		struct vm_space *space;
+		struct uffd_msg msg;
+	} *stash;
+	size_t nstash, stash_cap;
+	struct uzs_vm *next_live;
 
 	unsigned char *buf;  /* fault thread: pages being installed */
 	unsigned char *zero; /* ZERO_AROUND zero pages */
@@ -138,6 +161,15 @@ static inline uintptr_t pg_addr(uint64_t pg)
 
 /* vm.c */
 void vm_kick_faults(struct uzs_vm *vm);
+/* Wait until the fault thread has handled what the descriptors held when called (the
+ * first half of uzs_vm_sync: not the eviction round in flight, so that the eviction
+ * thread itself may call it). */
+void vm_sync_events(struct uzs_vm *vm);
+/* Around a fork of this process, every live vm (see vm_fork_quiesce in vm.c): before
+ * (blocks until each fault thread only reads), in the parent after, in the child. */
+void vm_forks_quiesce_all(void);
+void vm_forks_resume_all(void);
+void vm_forks_forget_all(void);
 void space_charge(struct vm_space *s, long nr);
 void space_enqueue(struct vm_space *s, uint64_t pg, struct vpage *p, bool active);
 int intervals_add(struct intervals *iv, uintptr_t start, uintptr_t end);
@@ -148,6 +180,10 @@ uint32_t staging_take(struct vm_space *s);
 void staging_give(struct vm_space *s, uint32_t slot);
 /* Read staged page slot into buf (remote: process_vm_readv). */
 int space_read_staged(struct vm_space *s, unsigned slot, void *buf);
+
+/* vm_agents.c */
+int vm_children_listen(struct uzs_vm *vm);
+void vm_children_stop(struct uzs_vm *vm);
 
 /* vm_evict.c */
 /* This process's forks so far, counted from the first call (its own space's moves are

@@ -130,76 +130,13 @@ static int parse_run(int argc, char **argv, struct run_opts *o, int *cmd)
 
 static int listen_abstract(const char *fmt, long id)
 {
-	struct sockaddr_un a = { .sun_family = AF_UNIX };
-	int len = snprintf(a.sun_path + 1, sizeof(a.sun_path) - 1, fmt, id);
-	int s = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	char name[64];
+	int s;
 
-	if (s < 0 || bind(s, (struct sockaddr *)&a,
-			  (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)len)) < 0 ||
-	    listen(s, 64) < 0) {
-		if (s >= 0)
-			close(s);
-		return -1;
-	}
+	snprintf(name, sizeof(name), fmt, id);
+	if ((s = vm_listen_abstract(name)) < 0)
+		errno = -s;
 	return s;
-}
-
-static int recv_hello(int sock, struct agent_hello *h, int *fd)
-{
-	struct iovec io = { h, sizeof(*h) };
-	char ctl[CMSG_SPACE(sizeof(int))];
-	struct msghdr m = { .msg_iov = &io, .msg_iovlen = 1, .msg_control = ctl,
-			    .msg_controllen = sizeof(ctl) };
-	struct cmsghdr *c;
-	struct pollfd p = { sock, POLLIN, 0 };
-	ssize_t n;
-
-	*fd = -1;
-	if (poll(&p, 1, 5000) != 1 || (n = recvmsg(sock, &m, MSG_CMSG_CLOEXEC)) < 0)
-		return -EPROTO;
-	c = CMSG_FIRSTHDR(&m);
-	if (c && c->cmsg_type == SCM_RIGHTS)
-		memcpy(fd, CMSG_DATA(c), sizeof(int));
-	if (n != sizeof(*h) || h->magic != AGENT_MAGIC) {
-		if (*fd >= 0)
-			close(*fd);
-		*fd = -1;
-		return -EPROTO;
-	}
-	return 0;
-}
-
-static void welcome_agent(struct run *run, int sock)
-{
-	struct agent_hello h;
-	struct vm_remote r;
-	int32_t answer;
-	int fd;
-
-	if (recv_hello(sock, &h, &fd) < 0) {
-		vm_count_refused_agent(run->vm);
-		answer = -EPROTO; /* not an agent of this build: it says so and ends */
-		if (send(sock, &answer, sizeof(answer), MSG_NOSIGNAL) < 0) {
-			/* it is gone already */
-		}
-		close(sock);
-		return;
-	}
-	r = (struct vm_remote){ .pid = h.pid, .fork_parent = h.fork_parent, .uffd = fd,
-				.sock = sock, .staging = h.staging,
-				.staging_slots = h.staging_slots, .stack = h.stack,
-				.stack_len = h.stack_len };
-	/* a forked child may say hello before its fork event is read: give it a second */
-	for (int i = 0; i < 1000; i++) {
-		answer = vm_attach_remote(run->vm, &r);
-		if (answer != -EAGAIN)
-			break;
-		usleep(1000);
-	}
-	if (answer < 0)
-		vm_count_refused_agent(run->vm);
-	if (send(sock, &answer, sizeof(answer), MSG_NOSIGNAL) < 0 || answer < 0)
-		close(sock);
 }
 
 static void print_all(struct run *run, FILE *out)
@@ -257,7 +194,7 @@ static void *listener_main(void *arg)
 			if (!(p[i].revents & POLLIN) || (c = accept4(p[i].fd, NULL, NULL, SOCK_CLOEXEC)) < 0)
 				continue;
 			if (i == 0)
-				welcome_agent(run, c);
+				vm_welcome_agent(run->vm, c);
 			else
 				answer_stat(run, c);
 		}

@@ -1,6 +1,7 @@
 # Says hello to a running `uzswap run` (its pid in argv[1]) as a process that is not one of
 # its agents would: once with a wrong magic number, once with the right one but a pipe
-# where the userfaultfd should be, each with a pipe attached. Prints what uzswap answered
+# where the userfaultfd should be, once in the name of another process (pid 1: uzswap
+# would read and fill that one's memory), each with a pipe attached. Prints what uzswap answered
 # each time, and how many of the pipes it was sent it still holds.
 import os
 import socket
@@ -24,13 +25,13 @@ def held():
     return sum(f"pipe:[{ino}]" in links for ino in sent)
 
 
-def hello(magic):
+def hello(magic, pid=None):
     r, w = os.pipe()
     sent.append(os.fstat(r).st_ino)
     s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     s.connect(f"\0uzswap-agent-{uz}")
     # struct agent_hello: magic, pid, fork_parent, staging_slots, staging, stack, stack_len
-    msg = struct.pack("=IiiIQQQ", magic, os.getpid(), 0, 1024, 1 << 30, 2 << 30, 4096)
+    msg = struct.pack("=IiiIQQQ", magic, pid or os.getpid(), 0, 1024, 1 << 30, 2 << 30, 4096)
     s.sendmsg([msg], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack("i", r))])
     answer = s.recv(4)
     s.close()
@@ -41,4 +42,6 @@ def hello(magic):
 
 wrong_magic = hello(0x12345678)
 not_a_uffd = hello(MAGIC)
-print("wrong_magic", wrong_magic, "not_a_uffd", not_a_uffd, "kept_fds", held())
+impostor = hello(MAGIC, pid=1)
+print("wrong_magic", wrong_magic, "not_a_uffd", not_a_uffd, "impostor", impostor,
+      "kept_fds", held())

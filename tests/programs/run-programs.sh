@@ -128,7 +128,7 @@ bad_hello_refused() {
 	out="$out $("$uz" stat "$pid" 2>/dev/null | grep '^agents_refused')"
 	kill "$pid"; wait "$pid"
 	echo "  $out"
-	[ "$out" = "wrong_magic -71 not_a_uffd -25 kept_fds 0 agents_refused 2" ]
+	[ "$out" = "wrong_magic -71 not_a_uffd -25 impostor -71 kept_fds 0 agents_refused 3" ]
 }
 
 verdict uzswap-stat-live stat_live

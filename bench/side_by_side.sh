@@ -6,6 +6,11 @@
 # whose checksum differs from the native one, or that fails, is reported as such.
 #   bench/side_by_side.sh [seq|rand] [ROUNDS] [BUDGET] [MiB] [PASSES]
 #   KZSWAP=path/to/kernel-zswap.sh (default ../shared/bench/kernel-zswap.sh); needs root.
+#   PAGE_CLUSTER=N: vm.page-cluster for the kernel's runs (restored after each). With the
+#   default 3 the kernel is OOM-killed on the random workload: on a rotational swap device
+#   its readahead brings in the neighbouring slots, which come out of zswap dirty and which
+#   reclaim will not write back, until they fill the cgroup (bench/README.md); 0 turns
+#   swap readahead off. uzswap's runs are not affected by it.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:-seq} rounds=${2:-3} budget=${3:-128M} mib=${4:-512} passes=${5:-3}
@@ -19,8 +24,18 @@ want=$(build/workload "$mode" "$mib" "$passes")
 
 median() { sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
-for r in $(seq 1 "$rounds"); do
+kernel_run() {
+	local old out
+	old=$(sysctl -n vm.page-cluster)
+	[ -n "${PAGE_CLUSTER:-}" ] && sysctl -q -w vm.page-cluster="$PAGE_CLUSTER"
 	out=$("$kz" --limit "$budget" --compressor lzo -- build/workload "$mode" "$mib" "$passes" 2>&1)
+	sysctl -q -w vm.page-cluster="$old"
+	printf '%s\n' "$out"
+}
+
+[ -n "${PAGE_CLUSTER:-}" ] && echo "kernel runs with vm.page-cluster=$PAGE_CLUSTER (now $(sysctl -n vm.page-cluster))"
+for r in $(seq 1 "$rounds"); do
+	out=$(kernel_run)
 	line=$(grep '^kernel_zswap' <<<"$out")
 	wall=$(sed -n 's/.*wall_s=\([0-9.]*\).*/\1/p' <<<"$line")
 	status=$(sed -n 's/.* exit=\([0-9]*\).*/\1/p' <<<"$line")

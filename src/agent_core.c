@@ -16,6 +16,7 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "agent_proto.h"
@@ -29,6 +30,8 @@ struct agent_state {
 	int sock;
 	pthread_mutex_t fork_lock; /* held across a fork, and while pages are moved */
 	uint32_t forks;            /* forks this process has made (counted in the parent) */
+	pid_t forker;              /* taken before each fork, for the child: its parent, */
+	uint64_t fork_ns;          /* and when (a child's parent may be gone by then) */
 	bool lenient;              /* library: a child its holder cannot take goes on alone */
 	unsigned armed;            /* library: vms with children to take, now */
 	void (*holder_before_fork)(void), (*holder_in_child)(void); /* the armed vm's */
@@ -85,7 +88,14 @@ static void serve(const struct agent_req *req, struct agent_reply *rep)
 	rep->dropped = drop_staging(req->drop_start, req->drop_len, ndrop);
 	if (!nmove)
 		return; /* drops alone: nothing to keep apart from a fork */
-	pthread_mutex_lock(&agent.fork_lock);
+	/* never wait for a fork: it may be waiting for the holder's fault thread, which may be
+	 * waiting for this round to end; refused, with the count the holder has (the fork's
+	 * event will tell it) */
+	if (pthread_mutex_trylock(&agent.fork_lock) != 0) {
+		rep->forks = req->forks_seen;
+		uffd_refuse_moves(rep->moved, nmove);
+		return;
+	}
 	rep->forks = agent.forks;
 	if (agent.forks == req->forks_seen)
 		uffd_move_pages(agent.staging_uffd, req->move_src, req->move_dst, nmove, rep->moved);
@@ -146,6 +156,7 @@ static int hello(int uffd, pid_t fork_parent)
 		.magic = AGENT_MAGIC, .pid = getpid(), .fork_parent = fork_parent,
 		.staging_slots = AGENT_STAGING_SLOTS, .staging = agent.staging,
 		.stack = (uintptr_t)agent.stack, .stack_len = agent.stack ? AGENT_STACK_BYTES : 0,
+		.forked_after_ns = fork_parent ? agent.fork_ns : 0,
 	};
 	struct iovec io = { &h, sizeof(h) };
 	char ctl[CMSG_SPACE(sizeof(int))];
@@ -211,9 +222,19 @@ static void *map_anon(size_t bytes)
 	return p == MAP_FAILED ? NULL : p;
 }
 
+static uint64_t monotonic_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
 static void before_fork(void)
 {
 	pthread_mutex_lock(&agent.fork_lock);
+	agent.forker = getpid();
+	agent.fork_ns = monotonic_ns();
 	if (agent.name[0] && agent.holder_before_fork)
 		agent.holder_before_fork();
 }
@@ -240,8 +261,11 @@ static int become_child_agent(pid_t parent, const char **what)
 		return *what = "cannot reach the process holding its memory", r;
 	if ((r = hello(-1, parent)) < 0)
 		return *what = "refused by the process holding its memory", r;
+	/* accepted: from now on its pages may be moved out, and only a thread of ours can
+	 * keep them coming back (going on alone, the holder would let go of its memory
+	 * when the connection drops) */
 	if ((r = start_thread()) < 0)
-		return *what = "agent thread", r;
+		fail("agent thread", -r);
 	return 0;
 }
 
@@ -250,7 +274,7 @@ static int become_child_agent(pid_t parent, const char **what)
 static void after_fork_child(void)
 {
 	const char *what = NULL;
-	pid_t parent = getppid();
+	pid_t parent = agent.forker;
 	int r;
 
 	pthread_mutex_init(&agent.fork_lock, NULL);

@@ -1,8 +1,9 @@
 /*
  * agent_core — the half of a managed space that must run inside the managed process:
  * UFFDIO_MOVE only moves pages of the calling process, and only the process can discard
- * its own pages. A thread of its own (own stack, no allocation) does those two things on
- * the holder's request (agent_proto.h). Two users:
+ * its own pages. A thread of its own (it never allocates; under uzswap run it also has a
+ * stack of its own, outside the managed memory) does those two things on the holder's
+ * request (agent_proto.h). Two users:
  *  - `uzswap run`'s preloaded agent (tools/agent.c), in every process of the program;
  *  - the library (uzs_vm_start): a child this process forks gets such a thread too, so
  *    its pages can be evicted by the parent's engine, which holds its userfaultfd.

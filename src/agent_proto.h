@@ -1,6 +1,7 @@
 /*
- * agent_proto — the messages between `uzswap run` (which holds the engine) and the agent
- * it preloads into each process it manages. UFFDIO_MOVE only works from inside the
+ * agent_proto — the messages between the holder of the engine (`uzswap run`, or a library
+ * process whose forked children are managed) and the agent in each managed process
+ * (src/agent_core.h). UFFDIO_MOVE only works from inside the
  * process whose pages it moves, and only that process can discard its own pages, so the
  * agent does those two things on request; everything else the supervisor does from
  * outside (userfaultfd calls on the process's descriptor, process_vm_readv).
@@ -12,9 +13,9 @@
 #include <stdint.h>
 
 #define AGENT_ENV_SOCKET "UZSWAP_AGENT_SOCKET"
-/* "uzs" and the protocol's version, 2: a new layout of any message takes a new one, so an
- * agent and a supervisor of different builds refuse each other at hello */
-#define AGENT_MAGIC 0x757a7302u
+/* "uzs" and the protocol's version, 3: a new layout of any message takes a new one, so an
+ * agent and a holder of different builds refuse each other at hello */
+#define AGENT_MAGIC 0x757a7303u
 #define AGENT_BATCH 64u         /* pages per request */
 #define AGENT_PAGE 4096u
 #define AGENT_STAGING_SLOTS 1024u
@@ -29,6 +30,11 @@ struct agent_hello {
 	uint32_t staging_slots;
 	uint64_t staging;     /* the staging range: never to be managed */
 	uint64_t stack, stack_len; /* the agent thread's stack: never to be managed */
+	/* A forked child: CLOCK_MONOTONIC in its parent just before the fork. Its fork event
+	 * is the parent's first one handled after that, which tells its space from those of
+	 * the parent's other children (siblings forked since, raw clones that never say
+	 * hello). */
+	uint64_t forked_after_ns;
 };
 
 /* One request: drop the staging ranges [drop_start[i], drop_start[i] + drop_len[i]),

@@ -1161,8 +1161,9 @@ int uzs_region_create(struct uzs_vm *vm, size_t bytes, void **out)
 	if (!vm || !out || !len)
 		return -EINVAL;
 	/* Its forked children get agents from now on (not before: a process without regions
-	 * has no fork events to match their hellos with). Without one, which only lack of
-	 * resources causes, a child's pages stay resident and uncharged. */
+	 * has no fork events to match their hellos with). Without one (lack of resources, a
+	 * raw fork system call, two vms with regions at once) a child's pages stay resident
+	 * and uncharged. */
 	pthread_mutex_lock(&vm->listen_lock);
 	if (vm_children_listen(vm) < 0) {
 		/* as said */
@@ -1236,15 +1237,17 @@ int uzs_region_destroy(struct uzs_vm *vm, void *addr, size_t bytes)
 	return 0;
 }
 
-/* The space a fork event made for a child saying hello: the latest such (an older one
- * may be a raw fork's, which never says hello). */
+/* The space a fork event made for a child saying hello: its parent's first fork event
+ * handled after the child's fork began (events are handled in order; an earlier one may
+ * be a raw clone's, which never says hello, a later one a sibling's). */
 static int find_forked(struct uzs_vm *vm, const struct vm_remote *r, struct vm_space **out)
 {
 	struct vm_space *s = NULL;
 
 	for (struct vm_space *c = vm->spaces; c; c = c->next)
 		if (!c->dead && c->fork_parent == r->fork_parent && !c->pid &&
-		    (!s || c->forked_at_ns > s->forked_at_ns))
+		    c->forked_at_ns >= r->forked_after_ns &&
+		    (!s || c->forked_at_ns < s->forked_at_ns))
 			s = c;
 	if (!s)
 		return -EAGAIN;
@@ -1280,8 +1283,8 @@ static void answer_agent(int sock, int32_t answer)
 	}
 }
 
-/* The space stays pinned (not reaped) from the moment it holds the agent's socket until
- * the answer is sent: the process may end meanwhile. */
+/* The space stays pinned (not reaped: the process may end meanwhile) until the answer is
+ * sent, and is given the agent's socket (which makes it evictable) only then. */
 int vm_attach_remote(struct uzs_vm *vm, const struct vm_remote *r)
 {
 	struct vm_space *s = NULL;
@@ -1304,13 +1307,13 @@ int vm_attach_remote(struct uzs_vm *vm, const struct vm_remote *r)
 		return err;
 	}
 	s->pid = r->pid;
-	s->sock = r->sock;
 	s->pins++;
 	pthread_mutex_unlock(&vm->lock);
 	err = vm_scan_maps(vm, s);
 	answer_agent(r->sock, err); /* the go-ahead, or the agent ends its process */
 	pthread_mutex_lock(&vm->lock);
 	s->pins--;
+	s->sock = r->sock; /* only now: a request before the go-ahead would be read as it */
 	pthread_mutex_unlock(&vm->lock);
 	return err;
 }

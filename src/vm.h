@@ -24,6 +24,7 @@ struct vm_remote {
 	uintptr_t staging;
 	unsigned staging_slots;
 	uintptr_t stack, stack_len;
+	uint64_t forked_after_ns; /* a forked child: see agent_hello */
 };
 /* Answers the agent (0: the go-ahead, or -errno) and returns the same, except -EAGAIN:
  * a forked child whose fork event is not in yet, nothing done (try again). */

@@ -44,8 +44,9 @@ int vm_listen_abstract(const char *name)
 
 /* The hello of an agent of this build, from the process it names (anyone may connect to
  * an abstract socket: a hello naming another process would have us read and fill that
- * one's memory). Its descriptor, if any, in *fd. */
-static int recv_hello(int sock, struct agent_hello *h, int *fd)
+ * one's memory); children_only (library mode): a forked child of our user's. Its
+ * descriptor, if any, in *fd. */
+static int recv_hello(int sock, struct agent_hello *h, int *fd, bool children_only)
 {
 	struct iovec io = { h, sizeof(*h) };
 	char ctl[CMSG_SPACE(sizeof(int))];
@@ -65,7 +66,7 @@ static int recv_hello(int sock, struct agent_hello *h, int *fd)
 		memcpy(fd, CMSG_DATA(c), sizeof(int));
 	if (n != sizeof(*h) || h->magic != AGENT_MAGIC ||
 	    getsockopt(sock, SOL_SOCKET, SO_PEERCRED, &peer, &peer_len) < 0 ||
-	    peer.pid != h->pid) {
+	    peer.pid != h->pid || (children_only && (!h->fork_parent || peer.uid != geteuid()))) {
 		if (*fd >= 0)
 			close(*fd);
 		*fd = -1;
@@ -81,7 +82,7 @@ void vm_welcome_agent(struct uzs_vm *vm, int sock)
 	int32_t answer;
 	int fd;
 
-	if (recv_hello(sock, &h, &fd) < 0) {
+	if (recv_hello(sock, &h, &fd, vm->agent_listen >= 0) < 0) {
 		vm_count_refused_agent(vm);
 		answer = -EPROTO; /* not an agent of this build: it says so and ends */
 		if (send(sock, &answer, sizeof(answer), MSG_NOSIGNAL) < 0) {
@@ -93,7 +94,7 @@ void vm_welcome_agent(struct uzs_vm *vm, int sock)
 	r = (struct vm_remote){ .pid = h.pid, .fork_parent = h.fork_parent, .uffd = fd,
 				.sock = sock, .staging = h.staging,
 				.staging_slots = h.staging_slots, .stack = h.stack,
-				.stack_len = h.stack_len };
+				.stack_len = h.stack_len, .forked_after_ns = h.forked_after_ns };
 	/* a forked child may say hello before its fork event is read: give it a second */
 	for (int i = 0; i < 1000; i++) {
 		answer = vm_attach_remote(vm, &r);
@@ -149,10 +150,9 @@ static bool hello_pending(struct uzs_vm *vm)
 	return pending;
 }
 
-/* Before a fork: the children forked before it have their spaces (their fork events are
- * handled) and their agents in (their hellos answered), so that this child can be told
- * every descriptor it inherits, and its hello is the only one its parent's spaces wait
- * for. */
+/* Before a fork of this process: the children it forked before have their spaces (their
+ * fork events are handled) and their agents in (their hellos answered), so that this
+ * child can be told every descriptor it inherits. */
 static void settle_children(struct uzs_vm *vm)
 {
 	vm_sync_events(vm);

@@ -129,10 +129,12 @@ struct batch {
 	uint64_t src[EVICT_BATCH], dst[EVICT_BATCH];
 	uint32_t slot[EVICT_BATCH];
 	int res[EVICT_BATCH];
+	bool fork_busy; /* refused whole: the process was forking (forks_made not fresh) */
 };
 
 /* This process's own forks, kept apart from its own space's moves as the agent keeps a
- * remote process's (src/agent_core.c). */
+ * remote process's (src/agent_core.c); and the vms' fault threads quiesced around them
+ * (vm_forks_quiesce_all). */
 static pthread_mutex_t self_fork_lock = PTHREAD_MUTEX_INITIALIZER;
 static uint32_t self_forks;
 static pthread_once_t self_forks_counted = PTHREAD_ONCE_INIT;
@@ -180,7 +182,13 @@ static void move_self(struct vm_space *s, struct batch *b)
 {
 	if (!b->n)
 		return;
-	pthread_mutex_lock(&self_fork_lock);
+	/* never wait for a fork: it may be waiting for the fault thread, which may be waiting
+	 * for this round to end (on_fork) */
+	if (pthread_mutex_trylock(&self_fork_lock) != 0) {
+		uffd_refuse_moves(b->res, b->n);
+		b->fork_busy = true;
+		return;
+	}
 	s->forks_made = self_forks;
 	if (self_forks == b->forks_seen)
 		uffd_move_pages(s->staging_uffd, b->src, b->dst, b->n, b->res);
@@ -306,6 +314,7 @@ static void pick_victims(struct vm_space *s, long budget, struct batch *b)
 	uint64_t pg;
 
 	b->n = 0;
+	b->fork_busy = false;
 	b->forks_seen = s->forks_seen;
 	balance_lists(s, budget, EVICT_BATCH);
 	while (b->n < EVICT_BATCH && s->nfree > STAGE_TARGET / 2 &&
@@ -494,7 +503,7 @@ static bool forks_in_step(struct vm_space *s, uint64_t now)
 static void settle_forks(struct vm_space *s, const struct batch *b)
 {
 	/* forks_made is only fresh after moves: drops or commits alone leave it as it was */
-	if (b->n && s->forks_made < b->forks_seen)
+	if (b->n && !b->fork_busy && s->forks_made < b->forks_seen)
 		s->forks_seen = s->forks_made;
 }
 

@@ -127,7 +127,7 @@ struct uzs_vm {
 	struct pending_fault *pending;
 	size_t npending, pending_cap;
 
-	/* Forks of this process (see vm_fork_quiesce): an odd fork_req asks the fault thread
+	/* Forks of this process (see vm_forks_quiesce_all): an odd fork_req asks the fault thread
 	 * to only read messages, into the stash (mmap'ed: no malloc), until it changes;
 	 * fork_ack is the fork_req it is doing so for. */
 	_Atomic unsigned fork_req, fork_ack;
@@ -165,7 +165,7 @@ void vm_kick_faults(struct uzs_vm *vm);
  * first half of uzs_vm_sync: not the eviction round in flight, so that the eviction
  * thread itself may call it). */
 void vm_sync_events(struct uzs_vm *vm);
-/* Around a fork of this process, every live vm (see vm_fork_quiesce in vm.c): before
+/* Around a fork of this process, every live vm (see "forks of this process" in vm.c): before
  * (blocks until each fault thread only reads), in the parent after, in the child. */
 void vm_forks_quiesce_all(void);
 void vm_forks_resume_all(void);

@@ -8,7 +8,7 @@ import socket
 import struct
 import sys
 
-MAGIC = 0x757A7302  # src/agent_proto.h
+MAGIC = 0x757A7303  # src/agent_proto.h
 uz = int(sys.argv[1])
 
 
@@ -30,8 +30,9 @@ def hello(magic, pid=None):
     sent.append(os.fstat(r).st_ino)
     s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     s.connect(f"\0uzswap-agent-{uz}")
-    # struct agent_hello: magic, pid, fork_parent, staging_slots, staging, stack, stack_len
-    msg = struct.pack("=IiiIQQQ", magic, pid or os.getpid(), 0, 1024, 1 << 30, 2 << 30, 4096)
+    # struct agent_hello: magic, pid, fork_parent, staging_slots, staging, stack, stack_len,
+    # forked_after_ns
+    msg = struct.pack("=IiiIQQQQ", magic, pid or os.getpid(), 0, 1024, 1 << 30, 2 << 30, 4096, 0)
     s.sendmsg([msg], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack("i", r))])
     answer = s.recv(4)
     s.close()

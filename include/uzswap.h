@@ -286,7 +286,8 @@ int uzs_vm_start(struct uzs *uzs, struct uzs_group *group, struct uzs_vm **out);
 
 /* Stop the threads and free every page still held. Regions must be destroyed first. A
  * forked child with an agent (see README) still running on memory of the regions is ended
- * (SIGKILL): nobody could bring its evicted pages back. */
+ * (SIGKILL): nobody could bring its evicted pages back. Called in a forked child on its
+ * parent's vm (an atexit handler, say), it does nothing. */
 void uzs_vm_stop(struct uzs_vm *vm);
 
 /* An anonymous region of bytes (rounded up to pages): reads as zeros until written, its

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -1108,6 +1109,20 @@ static void vm_free(struct uzs_vm *vm)
 	free(vm);
 }
 
+/* The vm's threads take no signals: the program's handlers are for its own threads (and
+ * one that forked, or took a lock of ours, on the fault thread would deadlock it). */
+int vm_thread_start(pthread_t *t, void *(*fn)(void *), void *arg)
+{
+	sigset_t all, old;
+	int r;
+
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	r = pthread_create(t, NULL, fn, arg);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	return -r;
+}
+
 int uzs_vm_start(struct uzs *uzs, struct uzs_group *group, struct uzs_vm **out)
 {
 	struct uzs_vm *vm = NULL;
@@ -1117,9 +1132,10 @@ int uzs_vm_start(struct uzs *uzs, struct uzs_group *group, struct uzs_vm **out)
 		return -EINVAL;
 	if ((r = vm_alloc(uzs, group, &vm)) < 0 || (r = self_space(vm)) < 0)
 		goto fail;
-	if ((r = -pthread_create(&vm->fault_thread, NULL, fault_main, vm)) < 0)
+	vm->owner = getpid();
+	if ((r = vm_thread_start(&vm->fault_thread, fault_main, vm)) < 0)
 		goto fail;
-	if ((r = -pthread_create(&vm->evict_thread, NULL, evict_main, vm)) < 0) {
+	if ((r = vm_thread_start(&vm->evict_thread, evict_main, vm)) < 0) {
 		pthread_mutex_lock(&vm->lock);
 		vm->stop = true;
 		pthread_mutex_unlock(&vm->lock);
@@ -1138,7 +1154,9 @@ fail:
 
 void uzs_vm_stop(struct uzs_vm *vm)
 {
-	if (!vm)
+	/* In a forked child, the parent's vm: its threads are not here, and its descriptor
+	 * numbers may be the child's own by now. Nothing to do. */
+	if (!vm || vm->owner != getpid())
 		return;
 	live_remove(vm);
 	vm_children_stop(vm); /* first: a hello is answered with the threads' help */

@@ -225,7 +225,7 @@ int vm_children_listen(struct uzs_vm *vm)
 		vm_children_stop(vm);
 		return r;
 	}
-	if ((r = -pthread_create(&vm->listen_thread, NULL, children_listener, vm)) < 0) {
+	if ((r = vm_thread_start(&vm->listen_thread, children_listener, vm)) < 0) {
 		vm_children_stop(vm);
 		return r;
 	}

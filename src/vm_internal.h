@@ -137,6 +137,7 @@ struct uzs_vm {
 	} *stash;
 	size_t nstash, stash_cap;
 	struct uzs_vm *next_live;
+	pid_t owner; /* the process whose threads serve it (a forked child has a copy) */
 
 	unsigned char *buf;  /* fault thread: pages being installed */
 	unsigned char *zero; /* ZERO_AROUND zero pages */
@@ -161,6 +162,8 @@ static inline uintptr_t pg_addr(uint64_t pg)
 
 /* vm.c */
 void vm_kick_faults(struct uzs_vm *vm);
+/* A thread of the vm's, with every signal blocked; 0 or -errno. */
+int vm_thread_start(pthread_t *t, void *(*fn)(void *), void *arg);
 /* Wait until the fault thread has handled what the descriptors held when called (the
  * first half of uzs_vm_sync: not the eviction round in flight, so that the eviction
  * thread itself may call it). */

@@ -734,14 +734,12 @@ static bool covered(const struct intervals *iv, uintptr_t start, uintptr_t end)
 int vm_scan_maps(struct uzs_vm *vm, struct vm_space *s)
 {
 	enum { MAX_MAPS = 4096 };
-	struct interval *maps = malloc(MAX_MAPS * sizeof(*maps));
+	struct interval *maps;
 	size_t n;
 
-	if (s->regions_only) { /* the program said which memory is managed */
-		free(maps);
+	if (s->regions_only) /* the program said which memory is managed */
 		return 0;
-	}
-	if (!maps)
+	if (!(maps = malloc(MAX_MAPS * sizeof(*maps))))
 		return -ENOMEM;
 	n = read_maps(s, maps, MAX_MAPS);
 	pthread_mutex_lock(&vm->lock);

@@ -88,4 +88,15 @@ static inline unsigned count_bad(unsigned char *r, size_t pages, uint64_t gen)
 	return bad;
 }
 
+/* A region of pages, every page written with generation gen. */
+static inline unsigned char *filled_region(struct fixture *f, size_t pages, uint64_t gen)
+{
+	unsigned char *r = NULL;
+
+	CHECK_EQ(uzs_region_create(f->vm, pages * PG, (void **)&r), 0);
+	for (size_t i = 0; r && i < pages; i++)
+		fill(r + i * PG, i, gen);
+	return r;
+}
+
 #endif

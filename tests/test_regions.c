@@ -38,9 +38,7 @@ static void region_round_trip_over_budget(void)
 	unsigned char *r;
 	struct uzs_group_stats gs;
 
-	CHECK_EQ(uzs_region_create(f.vm, pages * PG, (void **)&r), 0);
-	for (size_t i = 0; i < pages; i++)
-		fill(r + i * PG, i, 1);
+	r = filled_region(&f, pages, 1);
 	CHECK_EQ(count_bad(r, pages, 1), 0);
 	CHECK_EQ(count_bad(r, pages, 1), 0);
 	gs = gstats(&f);
@@ -149,9 +147,7 @@ static void syscall_into_evicted_page(void)
 	unsigned char *r;
 	int p[2];
 
-	CHECK_EQ(uzs_region_create(f.vm, pages * PG, (void **)&r), 0);
-	for (size_t i = 0; i < pages; i++)
-		fill(r + i * PG, i, 1);
+	r = filled_region(&f, pages, 1);
 	CHECK(pipe(p) == 0);
 	CHECK_EQ(write(p[1], "uzswap", 6), 6);
 	CHECK(!resident(r)); /* the first page is long gone */
@@ -174,9 +170,7 @@ static void madvise_and_munmap_free_slots(void)
 	uint64_t before;
 	unsigned nonzero = 0;
 
-	CHECK_EQ(uzs_region_create(f.vm, pages * PG, (void **)&r), 0);
-	for (size_t i = 0; i < pages; i++)
-		fill(r + i * PG, i, 1);
+	r = filled_region(&f, pages, 1);
 	before = estats(f.uzs).swap_slots_used;
 	CHECK(before > half / 2);
 	CHECK_EQ(madvise(r, half * PG, MADV_DONTNEED), 0);
@@ -206,9 +200,7 @@ static void mremap_moves_slots(void)
 	unsigned char *r, *moved, *hole;
 	unsigned bad = 0;
 
-	CHECK_EQ(uzs_region_create(f.vm, pages * PG, (void **)&r), 0);
-	for (size_t i = 0; i < pages; i++)
-		fill(r + i * PG, i, 1);
+	r = filled_region(&f, pages, 1);
 	CHECK(vstats(&f).evicted > 0);
 	/* somewhere else for sure: reserve a hole and move over it */
 	hole = mmap(NULL, pages * PG, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -232,9 +224,7 @@ static void fork_child_sees_fork_time_memory(void)
 	int status = -1;
 	pid_t pid;
 
-	CHECK_EQ(uzs_region_create(f.vm, pages * PG, (void **)&r), 0);
-	for (size_t i = 0; i < pages; i++)
-		fill(r + i * PG, i, 1);
+	r = filled_region(&f, pages, 1);
 	CHECK(vstats(&f).evicted > 0);
 	pid = fork();
 	if (pid == 0) {
@@ -298,9 +288,7 @@ static void forked_children_stay_under_budget(void)
 	int status = -1;
 	pid_t pid;
 
-	CHECK_EQ(uzs_region_create(f.vm, pages * PG, (void **)&r), 0);
-	for (size_t i = 0; i < pages; i++)
-		fill(r + i * PG, i, 1);
+	r = filled_region(&f, pages, 1);
 	pid = fork();
 	if (pid == 0) {
 		long peak = forked_pass(r, pages, 1);
@@ -361,9 +349,7 @@ static void forked_children_end_with_the_vm(void)
 	unsigned char *r;
 	pid_t first, second;
 
-	CHECK_EQ(uzs_region_create(f.vm, pages * PG, (void **)&r), 0);
-	for (size_t i = 0; i < pages; i++)
-		fill(r + i * PG, i, 1);
+	r = filled_region(&f, pages, 1);
 	first = fork();
 	if (first == 0)
 		for (;;)

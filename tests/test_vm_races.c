@@ -108,9 +108,7 @@ static void shared_page_dropped_before_unshare(void)
 	pid_t pid;
 
 	alarm(WATCHDOG_S);
-	CHECK_EQ(uzs_region_create(f.vm, pages * PG, (void **)&r), 0);
-	for (size_t i = 0; i < pages; i++)
-		fill(r + i * PG, i, 1);
+	r = filled_region(&f, pages, 1);
 	CHECK_EQ(pipe(go), 0);
 	/* forked without the C library (no pthread_atfork): the child gets no agent, so its
 	 * copies stay shared however long the parent takes */

@@ -284,6 +284,14 @@ struct uzs_vm_stats {
  * userfaultfd serve faults taken inside system calls (see README). */
 int uzs_vm_start(struct uzs *uzs, struct uzs_group *group, struct uzs_vm **out);
 
+/* Pin the vm's threads (pin true, what uzs_vm_start does): the fault thread to the last
+ * CPU the calling thread may use, the eviction thread to the others, so that eviction
+ * never takes the fault thread's CPU and a faulting thread tends to be woken on it. The
+ * program's threads are not touched. With pin false, or a single CPU, both may run on
+ * any CPU the calling thread may use. -EINVAL: no vm, or a forked child's copy of one;
+ * else 0 or -errno. */
+int uzs_vm_pin_threads(struct uzs_vm *vm, bool pin);
+
 /* Stop the threads and free every page still held. Regions must be destroyed first. A
  * forked child with an agent (see README) still running on memory of the regions is ended
  * (SIGKILL): nobody could bring its evicted pages back. Called in a forked child on its

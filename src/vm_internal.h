@@ -106,6 +106,7 @@ struct uzs_vm {
 	struct uzs_group *group;
 	pthread_mutex_t lock;
 	struct vm_space *spaces;
+	struct vm_space *hot; /* fault thread only: the space whose faults came last */
 	struct vm_space *self;
 
 	int epfd;

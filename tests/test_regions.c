@@ -1,7 +1,9 @@
 /* The transparent mode's regions: faults served by uzswap under a group's budget, the
  * program's own memory calls, and fork. */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
+#include <sched.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -560,6 +562,82 @@ static void region_bad_arguments(void)
 	stop(&f);
 }
 
+/* The threads of this process whose ids are not in before[0..n). */
+static int new_threads(const pid_t *before, int n, pid_t *out, int max)
+{
+	DIR *d = opendir("/proc/self/task");
+	struct dirent *e;
+	int found = 0;
+
+	while (d && (e = readdir(d))) {
+		pid_t tid = (pid_t)atoi(e->d_name);
+		bool old = tid <= 0;
+
+		for (int i = 0; i < n && !old; i++)
+			old = before[i] == tid;
+		if (!old && found < max)
+			out[found++] = tid;
+	}
+	if (d)
+		closedir(d);
+	return found;
+}
+
+/* How many of the vm's two threads have exactly the CPU set want. */
+static int threads_on(const pid_t *tids, const cpu_set_t *want)
+{
+	int n = 0;
+
+	for (int i = 0; i < 2; i++) {
+		cpu_set_t got;
+
+		CHECK_EQ(sched_getaffinity(tids[i], sizeof(got), &got), 0);
+		n += CPU_EQUAL(&got, want);
+	}
+	return n;
+}
+
+/* The fault thread alone on the caller's last CPU, eviction on the others; unpinned,
+ * both anywhere the caller may run; with one CPU, both on it. */
+static void vm_threads_pinned_apart(void)
+{
+	cpu_set_t allowed, last, rest, first;
+	pid_t before[64], vm_threads[4];
+	int n, top = -1, low = -1;
+	struct fixture f = { .uzs = open_pool(0) };
+
+	CHECK_EQ(sched_getaffinity(0, sizeof(allowed), &allowed), 0);
+	for (int cpu = 0; cpu < CPU_SETSIZE; cpu++)
+		if (CPU_ISSET(cpu, &allowed)) {
+			top = cpu;
+			low = low < 0 ? cpu : low;
+		}
+	CPU_ZERO(&last);
+	CPU_SET(top, &last);
+	rest = allowed;
+	CPU_CLR(top, &rest);
+	CHECK_EQ(uzs_group_create(f.uzs, NULL, "prog", &f.g), 0);
+	n = new_threads(NULL, 0, before, 64); /* the engine's own threads are older */
+	CHECK_EQ(uzs_vm_start(f.uzs, f.g, &f.vm), 0);
+	CHECK_EQ(new_threads(before, n, vm_threads, 4), 2);
+	if (CPU_COUNT(&allowed) > 1) {
+		CHECK_EQ(threads_on(vm_threads, &last), 1);
+		CHECK_EQ(threads_on(vm_threads, &rest), 1);
+	} else {
+		CHECK_EQ(threads_on(vm_threads, &allowed), 2);
+	}
+	CHECK_EQ(uzs_vm_pin_threads(f.vm, false), 0);
+	CHECK_EQ(threads_on(vm_threads, &allowed), 2);
+	CPU_ZERO(&first);
+	CPU_SET(low, &first);
+	CHECK_EQ(sched_setaffinity(0, sizeof(first), &first), 0);
+	CHECK_EQ(uzs_vm_pin_threads(f.vm, true), 0);
+	CHECK_EQ(threads_on(vm_threads, &first), 2);
+	CHECK_EQ(sched_setaffinity(0, sizeof(allowed), &allowed), 0);
+	CHECK_EQ(uzs_vm_pin_threads(NULL, true), -EINVAL);
+	stop(&f);
+}
+
 int main(void)
 {
 	RUN(region_reads_zeros_until_written);
@@ -578,5 +656,6 @@ int main(void)
 	RUN(readahead_stops_at_region_end);
 	RUN(interleaved_streams_read_ahead);
 	RUN(region_bad_arguments);
+	RUN(vm_threads_pinned_apart);
 	return CHECK_DONE();
 }

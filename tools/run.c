@@ -38,6 +38,7 @@ struct run_opts {
 	const char *swapfile;
 	const char *stats_file;
 	bool memory_default, compressor_default;
+	bool no_pin;
 };
 
 struct run {
@@ -56,7 +57,7 @@ static volatile pid_t forward_to;
 static void run_usage(FILE *out)
 {
 	fputs("usage: uzswap run [--memory-max SIZE] [--zswap-max SIZE] [--compressor NAME]\n"
-	      "                  [--swapfile PATH] [--stats FILE] -- CMD [ARG...]\n"
+	      "                  [--swapfile PATH] [--stats FILE] [--no-pin] -- CMD [ARG...]\n"
 	      "\n"
 	      "Runs CMD (a dynamically linked program) with its anonymous memory - heap and\n"
 	      "anonymous mappings, whatever allocator it uses, in it and every process it forks\n"
@@ -71,6 +72,9 @@ static void run_usage(FILE *out)
 	      "  --swapfile PATH    directory (or file) for the swap file; default $UZSWAP_DIR,\n"
 	      "                     $TMPDIR or /var/tmp. It has no name: nothing is left behind.\n"
 	      "  --stats FILE       write the figures at exit to FILE instead of stderr\n"
+	      "  --no-pin           let uzswap's own threads run on any CPU (default: the fault\n"
+	      "                     thread has the last CPU uzswap may use, eviction the rest;\n"
+	      "                     CMD's threads are never pinned)\n"
 	      "\n"
 	      "Exit status: CMD's (killed by a signal: the same signal); 1 uzswap could not run\n"
 	      "it; 2 bad usage; 127 CMD not found.\n",
@@ -92,6 +96,7 @@ static int parse_run(int argc, char **argv, struct run_opts *o, int *cmd)
 		{ "compressor", required_argument, NULL, 'c' },
 		{ "swapfile", required_argument, NULL, 's' },
 		{ "stats", required_argument, NULL, 'S' },
+		{ "no-pin", no_argument, NULL, 'P' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -116,6 +121,7 @@ static int parse_run(int argc, char **argv, struct run_opts *o, int *cmd)
 		case 'c': o->compressor = optarg; o->compressor_default = false; break;
 		case 's': o->swapfile = optarg; break;
 		case 'S': o->stats_file = optarg; break;
+		case 'P': o->no_pin = true; break;
 		case 'h': run_usage(stdout); exit(0);
 		default: return 2;
 		}
@@ -300,6 +306,8 @@ static int open_engine_for(const struct run_opts *o, struct run *run)
 		return die("cannot set up the group: %s", strerror(-r));
 	if ((r = uzs_vm_start(run->uzs, run->group, &run->vm)) < 0)
 		return die("cannot start the fault handler: %s", strerror(-r));
+	if (o->no_pin && (r = uzs_vm_pin_threads(run->vm, false)) < 0)
+		return die("cannot unpin the fault handler's threads: %s", strerror(-r));
 	return 0;
 }
 

@@ -131,11 +131,32 @@ bad_hello_refused() {
 	[ "$out" = "wrong_magic -71 not_a_uffd -25 impostor -71 kept_fds 0 agents_refused 3" ]
 }
 
+# The fault thread is pinned alone to a CPU by default (when there are two or more; with
+# two, the eviction thread has the other one to itself), and --no-pin leaves every thread
+# of uzswap's free to run on all of them.
+pinned_threads() { # [--no-pin]: how many of uzswap's threads may run on one CPU only
+	local pid n=0 t
+	"$uz" run "$@" -- sleep 2 2>/dev/null & pid=$!
+	sleep 0.5
+	for t in /proc/"$pid"/task/*; do
+		grep -Eq '^Cpus_allowed_list:[[:space:]]+[0-9]+$' "$t/status" && n=$((n + 1))
+	done
+	wait "$pid"
+	echo "$n"
+}
+pinning_flag() {
+	local pinned unpinned
+	pinned=$(pinned_threads) unpinned=$(pinned_threads --no-pin)
+	echo "  single-CPU threads: $pinned pinned, $unpinned with --no-pin"
+	if [ "$(nproc)" -lt 2 ]; then [ "$pinned" = "$unpinned" ]; else [ "$pinned" -ge 1 ] && [ "$unpinned" = 0 ]; fi
+}
+
 verdict uzswap-stat-live stat_live
 verdict signal-forwarded signal_forwarded
 verdict fork-child-reads-evicted fork_child_reads_evicted
 verdict fork-children-share-budget fork_children_share_budget
 verdict kernel-mode-userfaultfd-required kernel_mode_required
 verdict bad-hello-refused bad_hello_refused
+verdict pinning-flag pinning_flag
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -25,6 +25,10 @@
 #define RA_MAX 64u        /* pages swapped in ahead of a sequential fault */
 #define RA_STREAMS 8u     /* sequential streams followed at once */
 #define RA_STREAM_IDLE 64u /* faults after which a stream not continued has ended */
+#define RA_PROBE_EVERY 8u  /* one swap-in stream in this many starts with one page, always */
+#define RA_PROBE_MIN 32u   /* probes before the neighbour is read ahead */
+#define RA_PROBE_DECAY 1024u /* probe counts are halved here: recent behaviour counts */
+enum { RA_ALONE, RA_ABOVE, RA_BELOW }; /* which neighbour a swap-in brings along */
 #define ZERO_AROUND 64u   /* pages zero-filled ahead of a sequential first touch */
 #define EVICT_BATCH AGENT_BATCH
 #define STAGE_TARGET 128u /* pages kept staged (uncompressed) for a second chance */
@@ -77,8 +81,12 @@ struct vm_space {
 		uint64_t end;
 		unsigned window;
 		uint32_t used; /* the fault count when it was last continued */
+		bool probe;    /* a swap-in stream started with one page: is it continued? */
 	} streams[RA_STREAMS];
 	uint32_t fault_count;
+	/* How often the page above or below a swap-in stream started with one page (a
+	 * probe) faulted next (objects straddling pages), and how many probes there were. */
+	uint32_t ra_probes, ra_hits_above, ra_hits_below, ra_starts;
 
 	/* Forks, to keep moves and forks apart (see agent_req): the fork events taken in,
 	 * the process's own count at its last moves, and since when that count has been

@@ -562,6 +562,55 @@ static void region_bad_arguments(void)
 	stop(&f);
 }
 
+/* Faults taken by touches at random pages: each touch reads one page (two = 0) or a
+ * page-sized object straddling two pages, its upper page first (two = 1, as a compiler
+ * may order it). Returns the faults, and *ahead the pages read in ahead meanwhile. */
+static uint64_t random_touch_faults(struct fixture *f, volatile unsigned char *r, size_t pages,
+				    int two, uint64_t *ahead)
+{
+	struct uzs_vm_stats before = vstats(f), after;
+	uint64_t x = 88172645463325252ull;
+
+	for (unsigned i = 0; i < 6000; i++) {
+		size_t q;
+
+		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+		q = x % (pages - 1);
+		if (two)
+			r[(q + 1) * PG + 16]++;
+		r[q * PG + 16]++;
+	}
+	after = vstats(f);
+	*ahead = after.readahead_pages - before.readahead_pages;
+	return after.faults - before.faults;
+}
+
+/* An object straddling two pages faults twice per touch unless the second page comes
+ * with the first: once the probes see the neighbour fault next, swap-ins bring it along
+ * (about one fault a touch, not two); touches of single pages bring nothing along. The
+ * data is intact either way. */
+static void straddling_objects_bring_their_neighbour(void)
+{
+	struct fixture f = start(4 * MB);
+	size_t pages = 16 * MB / PG;
+	unsigned char *r = filled_region(&f, pages, 1);
+	uint64_t single, pair, single_ahead, pair_ahead;
+
+	single = random_touch_faults(&f, r, pages, 0, &single_ahead);
+	pair = random_touch_faults(&f, r, pages, 1, &pair_ahead);
+	fprintf(stderr, "  single: %llu faults, %llu ahead; pairs: %llu faults, %llu ahead\n",
+		(unsigned long long)single, (unsigned long long)single_ahead,
+		(unsigned long long)pair, (unsigned long long)pair_ahead);
+	CHECK(single_ahead * 20 < single);
+	CHECK(pair * 2 < single * 3);
+	CHECK(pair_ahead * 2 > pair);
+	for (size_t i = 0; i < pages; i++) /* touches added to byte 16, which fill made 2 */
+		r[i * PG + 16] = 2;
+	CHECK_EQ(count_bad(r, pages, 1), 0);
+	CHECK_EQ(uzs_region_destroy(f.vm, r, pages * PG), 0);
+	stop(&f);
+}
+
 /* The threads of this process whose ids are not in before[0..n). */
 static int new_threads(const pid_t *before, int n, pid_t *out, int max)
 {
@@ -655,6 +704,7 @@ int main(void)
 	RUN(discard_racing_eviction_keeps_new_writes);
 	RUN(readahead_stops_at_region_end);
 	RUN(interleaved_streams_read_ahead);
+	RUN(straddling_objects_bring_their_neighbour);
 	RUN(region_bad_arguments);
 	RUN(vm_threads_pinned_apart);
 	return CHECK_DONE();

@@ -115,6 +115,7 @@ struct uzs_vm {
 	pthread_mutex_t lock;
 	struct vm_space *spaces;
 	struct vm_space *hot; /* fault thread only: the space whose faults came last */
+	unsigned hot_turns;   /* fault thread only: its looks at hot (see wait_events) */
 	struct vm_space *self;
 
 	int epfd;

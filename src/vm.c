@@ -1166,9 +1166,12 @@ static int vm_alloc(struct uzs *uzs, struct uzs_group *group, struct uzs_vm **ou
 	vm->buf = aligned_alloc(VM_PAGE, (size_t)RA_MAX * VM_PAGE);
 	vm->zero = aligned_alloc(VM_PAGE, (size_t)ZERO_AROUND * VM_PAGE);
 	vm->evict_buf = aligned_alloc(VM_PAGE, (size_t)EVICT_BATCH * VM_PAGE);
-	vm->stash_cap = 256;
+	/* A thread has at most one message out (it waits for the answer), so this is room
+	 * for 65,536 threads' worth during a fork, where growing could fail and nothing could
+	 * be read any more; reserved only, 2.5 MiB of address space, touched as it fills. */
+	vm->stash_cap = 65536;
 	vm->stash = mmap(NULL, vm->stash_cap * sizeof(*vm->stash), PROT_READ | PROT_WRITE,
-			 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	vm->high_pages = 64;
 	vm->agent_listen = vm->listen_stop = -1;
 	pthread_mutex_init(&vm->lock, NULL);

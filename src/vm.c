@@ -341,7 +341,7 @@ static unsigned ahead(struct stream *st, unsigned max, unsigned first)
 	return st->window;
 }
 
-/* The first window of a stream a swap-in starts: the faulting page, and a neighbour too
+/* Which pages a stream a swap-in starts brings: the faulting page, and a neighbour too
  * while faults have mostly come for that neighbour next. That is an object straddling two
  * pages (a page-sized object behind malloc's header, say, read from either end first),
  * for which the kernel's swap readahead reads a cluster around every swap-in. A fault
@@ -350,15 +350,16 @@ static unsigned ahead(struct stream *st, unsigned max, unsigned first)
  * while no neighbour is read, one in RA_PROBE_EVERY while one is; a probe is a hit when
  * the page above or below faults before other streams push it out. Pure random faults
  * keep one page. */
-static int first_window(struct vm_space *s, struct stream *st)
+static int swapin_side(struct vm_space *s, struct stream *st)
 {
 	uint32_t above = s->ra_hits_above, below = s->ra_hits_below;
-	int side = s->ra_probes < RA_PROBE_MIN ? RA_ALONE
-		   : above >= below && above * 4 >= s->ra_probes ? RA_ABOVE
-		   : below * 4 >= s->ra_probes ? RA_BELOW : RA_ALONE;
+	int side;
 
 	if (st->window)
 		return RA_ABOVE; /* a stream going on: its window doubles instead */
+	side = s->ra_probes < RA_PROBE_MIN ? RA_ALONE
+	       : above >= below && above * 4 >= s->ra_probes ? RA_ABOVE
+	       : below * 4 >= s->ra_probes ? RA_BELOW : RA_ALONE;
 	if (side != RA_ALONE && ++s->ra_starts % RA_PROBE_EVERY)
 		return side;
 	st->probe = true;
@@ -453,17 +454,15 @@ static bool below_swapped(struct vm_space *s, uint64_t pg)
 static unsigned swapin_window(struct vm_space *s, uint64_t pg, struct stream *st,
 			      uint64_t *first)
 {
-	int side = first_window(s, st);
-	unsigned n = ahead(st, RA_MAX, side == RA_ALONE ? 1 : 2);
+	int side = swapin_side(s, st);
 
 	*first = pg;
-	if (side == RA_BELOW) {
-		if (!below_swapped(s, pg))
-			return 1;
+	if (side == RA_BELOW && below_swapped(s, pg)) {
+		ahead(st, RA_MAX, 2);
 		*first = pg - 1;
 		return 2;
 	}
-	return window_of(s, pg, VP_SWAPPED, n);
+	return window_of(s, pg, VP_SWAPPED, ahead(st, RA_MAX, side == RA_ABOVE ? 2 : 1));
 }
 
 /* A swap-in that did not install the faulting page: retried after the pending event

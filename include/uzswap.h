@@ -270,6 +270,11 @@ struct uzs_vm_stats {
 	uint64_t waits;           /* faults that waited for eviction to make room */
 	uint64_t budget_overruns; /* faults served over budget after waiting a second */
 	uint64_t swapin_errors;   /* pages that could not be brought back (SIGBUS) */
+	uint64_t pages_lost;      /* pages uzswap held as mapped that a fault found missing:
+				   * handed out as zeros. 0 unless the kernel or uzswap lost
+				   * track of a page (a bug), or a page the program had freed
+				   * with MADV_FREE before its mapping was taken on (adopted)
+				   * was then reclaimed by the kernel */
 	uint64_t adopted;         /* pages found already present when a mapping was taken on */
 	uint64_t resident_pages;  /* pages mapped in the programs, staging included */
 	uint64_t staged_pages;    /* pages in staging */

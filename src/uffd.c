@@ -6,6 +6,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/futex.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -101,15 +103,82 @@ static int unshare_page(uint64_t addr)
 	return 0;
 }
 
+/* Moves the kernel misreported and that were counted right from the page tables. In .data,
+ * as the agent's state is (src/agent_core.c): the agent must never fault on its own. */
+static _Atomic uint64_t moves_corrected __attribute__((section(".data"))) = 0;
+
+uint64_t uffd_moves_corrected(void)
+{
+	return moves_corrected;
+}
+
+#define CHECK_CHUNK 64u
+
+/* Whether each of k consecutive pages from addr is in the page tables (mincore: a page
+ * being migrated counts as there). A direct system call: no descriptor, nothing a
+ * preloaded library could take over. false if unknown. */
+static bool pages_mapped(uint64_t addr, unsigned k, unsigned char *vec)
+{
+	return syscall(SYS_mincore, (void *)(uintptr_t)addr, (size_t)k * MOVE_PAGE, vec) == 0;
+}
+
+/* Of k pages from src/dst the kernel said it did not move, how many from the first on it
+ * did move: gone from their source and at their destination. A destination is a slot
+ * given out empty (one a move found occupied is dropped before its next use), so nothing
+ * else can have filled it. */
+static unsigned moved_unreported(uint64_t src, uint64_t dst, unsigned k)
+{
+	unsigned char at_src[CHECK_CHUNK], at_dst[CHECK_CHUNK];
+	unsigned done = 0;
+
+	while (done < k) {
+		unsigned n = k - done < CHECK_CHUNK ? k - done : CHECK_CHUNK, j = 0;
+		uint64_t off = (uint64_t)done * MOVE_PAGE;
+
+		if (!pages_mapped(src + off, n, at_src) || !pages_mapped(dst + off, n, at_dst))
+			return done;
+		while (j < n && (at_dst[j] & 1) && !(at_src[j] & 1))
+			j++;
+		done += j;
+		if (j < n)
+			break;
+	}
+	return done;
+}
+
+/* UFFDIO_MOVE of k consecutive pages: how many it moved from the first on, or -errno if
+ * none. Linux 6.18's move can say -EEXIST for pages it did move: when a step of its loop
+ * is retried (-EAGAIN inside: the page's entry changed under it, as when the program
+ * touches the page at that moment), the error is kept, the step that then succeeds goes
+ * uncounted, and the next try finds the page at its destination. The answer is -EEXIST,
+ * or the count before that step. Taken at its word, the page would be lost (neither where
+ * we think nor ever read back) and its slot poisoned. So such an answer is checked
+ * against the page tables (only then: it is rare). */
+static long move_counted(int fd, uint64_t src, uint64_t dst, unsigned k)
+{
+	long m = uffd_move(fd, dst, src, (uintptr_t)k * MOVE_PAGE, 0);
+	unsigned done = m > 0 ? (unsigned)(m / MOVE_PAGE) : 0, more = 0;
+
+	if (done < k && (m == -EEXIST || done > 0))
+		more = moved_unreported(src + (uint64_t)done * MOVE_PAGE,
+					dst + (uint64_t)done * MOVE_PAGE, k - done);
+	if (more)
+		atomic_fetch_add(&moves_corrected, 1);
+	done += more;
+	if (done)
+		return done;
+	return m < 0 ? m : -EAGAIN; /* no progress and no error: let the caller retry later */
+}
+
 /* One page; one shared with a forked process (EBUSY) is made ours and tried again. */
 static long move_one(int fd, uint64_t dst, uint64_t src)
 {
-	long m = uffd_move(fd, dst, src, MOVE_PAGE, 0);
+	long m = move_counted(fd, src, dst, 1);
 
 	if (m == -EBUSY)
 		fault_hook(HOOK_MOVE_UNSHARE, src);
 	if (m == -EBUSY && unshare_page(src) == 0)
-		m = uffd_move(fd, dst, src, MOVE_PAGE, 0);
+		m = move_counted(fd, src, dst, 1);
 	return m;
 }
 
@@ -119,7 +188,7 @@ void uffd_move_pages(int fd, const uint64_t *src, const uint64_t *dst, unsigned 
 
 	while (i < n) {
 		unsigned k = stretch_at(src, dst, i, n);
-		long m = uffd_move(fd, dst[i], src[i], (uintptr_t)k * MOVE_PAGE, 0);
+		long m = move_counted(fd, src[i], dst[i], k);
 
 		if (m < 0) /* which page refused, and why: the first alone */
 			m = move_one(fd, dst[i], src[i]);
@@ -127,12 +196,8 @@ void uffd_move_pages(int fd, const uint64_t *src, const uint64_t *dst, unsigned 
 			res[i++] = (int)m;
 			continue;
 		}
-		if (m < MOVE_PAGE) { /* no progress and no error: let the caller retry later */
-			res[i++] = -EAGAIN;
-			continue;
-		}
-		/* the kernel moves in order: what it reports done is the first pages' */
-		for (unsigned done = (unsigned)(m / MOVE_PAGE); done-- && k--;)
+		/* the kernel moves in order: what it moved is the first pages' */
+		while (m--)
 			res[i++] = 0;
 	}
 }

@@ -65,8 +65,13 @@ long uffd_move(int fd, uintptr_t dst, uintptr_t src, uintptr_t len, int wake);
  * process's other threads run. A page still shared copy-on-write with a forked process
  * (which the kernel will not move) is first made this process's own, as a write of the
  * program's would, by an atomic add of 0 to it (a page gone missing meanwhile stays
- * refused). res[i] = 0 or -errno, page by page. */
+ * refused). A move the kernel says failed or fell short is checked against the page
+ * tables, since Linux 6.18 can report an error for pages it did move (src/uffd.c).
+ * res[i] = 0 or -errno, page by page. */
 void uffd_move_pages(int fd, const uint64_t *src, const uint64_t *dst, unsigned n, int *res);
+/* How many moves the kernel misreported (see uffd_move_pages) were counted right from the
+ * page tables, in this process. */
+uint64_t uffd_moves_corrected(void);
 /* The answer for n pages not moved now, to be tried again later: -EAGAIN each. */
 void uffd_refuse_moves(int *res, unsigned n);
 int uffd_wake(int fd, uintptr_t start, uintptr_t len);

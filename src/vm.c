@@ -563,14 +563,18 @@ static int serve_fault(struct vm_space *s, uintptr_t addr, bool past_budget)
 	if (!p || (p->val & VP_BUSY))
 		return DEFER; /* no memory for the table now, or the page is in flight */
 	if (kind == VP_RESIDENT) {
-		/* a second fault on a page already installed, or one the kernel dropped
-		 * (MADV_FREE): zeros if missing, else just wake the thread */
+		/* A second fault on a page already installed: just wake the thread. A page of
+		 * ours missing has left without our knowing (madvise and munmap come as events,
+		 * which clear its state first; only a page adopted after a MADV_FREE can go
+		 * quietly): there is nothing to give it but zeros, and the count says so. */
 		long r = uffd_copy(s->uffd, addr, vm->zero, VM_PAGE);
 
 		if (r == -EAGAIN)
 			return DEFER;
 		if (r < 0)
 			uffd_wake(s->uffd, addr, VM_PAGE);
+		else
+			atomic_fetch_add(&vm->st.pages_lost, 1);
 		return SERVED;
 	}
 	if (kind != VP_STAGED && !past_budget && vm_headroom_pages(vm) < 1)
@@ -1502,6 +1506,7 @@ void uzs_vm_get_stats(struct uzs_vm *vm, struct uzs_vm_stats *st)
 	st->waits = atomic_load(&vm->st.waits);
 	st->budget_overruns = atomic_load(&vm->st.budget_overruns);
 	st->swapin_errors = atomic_load(&vm->st.swapin_errors);
+	st->pages_lost = atomic_load(&vm->st.pages_lost);
 	st->adopted = atomic_load(&vm->st.adopted);
 	st->agents_refused = atomic_load(&vm->st.agents_refused);
 	pthread_mutex_lock(&vm->lock);
@@ -1521,14 +1526,16 @@ int uzs_vm_print_stats(struct uzs_vm *vm, FILE *out)
 	return fprintf(out,
 		       "faults %llu\nzero_fills %llu\nswapin_pages %llu\nstaged_refaults %llu\n"
 		       "readahead_pages %llu\nevicted_pages %llu\nevict_shared %llu\nwaits %llu\n"
-		       "budget_overruns %llu\nswapin_errors %llu\nadopted %llu\nresident_pages %llu\n"
+		       "budget_overruns %llu\nswapin_errors %llu\npages_lost %llu\nadopted %llu\n"
+		       "resident_pages %llu\n"
 		       "staged_pages %llu\nprocesses %llu\nagents_refused %llu\n",
 		       (unsigned long long)st.faults, (unsigned long long)st.zero_fills,
 		       (unsigned long long)st.swapins, (unsigned long long)st.staged_refaults,
 		       (unsigned long long)st.readahead_pages, (unsigned long long)st.evicted,
 		       (unsigned long long)st.evict_shared, (unsigned long long)st.waits,
 		       (unsigned long long)st.budget_overruns, (unsigned long long)st.swapin_errors,
-		       (unsigned long long)st.adopted, (unsigned long long)st.resident_pages, (unsigned long long)st.staged_pages,
+		       (unsigned long long)st.pages_lost, (unsigned long long)st.adopted,
+		       (unsigned long long)st.resident_pages, (unsigned long long)st.staged_pages,
 		       (unsigned long long)st.spaces, (unsigned long long)st.agents_refused) < 0
 		       ? -EIO : 0;
 }

@@ -334,6 +334,15 @@ static void pick_victims(struct vm_space *s, long budget, struct batch *b)
 	}
 }
 
+/* A slot whose contents are of no use: dropped before it is given out again, and
+ * charged until then (drops_done takes it off). */
+static void discard_slot(struct vm_space *s, uint32_t slot)
+{
+	s->slot_owner[slot] = 0;
+	space_charge(s, 1);
+	s->discard[s->ndiscard++] = slot;
+}
+
 /* Where each moved page is now (mremap may have moved its state, munmap dropped it),
  * and what became of it. */
 static unsigned settle_moves(struct vm_space *s, struct batch *b, int err)
@@ -362,12 +371,17 @@ static unsigned settle_moves(struct vm_space *s, struct batch *b, int err)
 			moved++;
 			atomic_fetch_add(&vm->st.evicted, 1);
 		} else if (!r) { /* moved, but unmapped meanwhile (and uncharged then) */
-			s->slot_owner[slot] = 0;
-			space_charge(s, 1); /* the discard takes it off again */
-			s->discard[s->ndiscard++] = slot;
+			discard_slot(s, slot);
 		} else {
-			s->slot_owner[slot] = 0;
-			staging_give(s, slot);
+			/* not moved. A slot a move found occupied (-EEXIST: never, short of a
+			 * kernel that misreports worse than src/uffd.c knows) is dropped before
+			 * it is given out again; any other is free at once */
+			if (r == -EEXIST) {
+				discard_slot(s, slot);
+			} else {
+				s->slot_owner[slot] = 0;
+				staging_give(s, slot);
+			}
 			if (r == -EBUSY)
 				atomic_fetch_add(&vm->st.evict_shared, 1);
 			if (still) { /* shared, or busy in the kernel: try again later */

@@ -160,8 +160,8 @@ struct uzs_vm {
 
 	struct {
 		_Atomic uint64_t faults, zero_fills, swapins, staged_refaults, readahead_pages,
-			evicted, evict_shared, waits, budget_overruns, swapin_errors, adopted,
-			agents_refused;
+			evicted, evict_shared, waits, budget_overruns, swapin_errors, pages_lost,
+			adopted, agents_refused;
 	} st;
 };
 

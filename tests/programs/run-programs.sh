@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Real programs nobody here wrote, under `uzswap run` with a budget well below their
 # working set: output byte-identical to a native run, the same exit status, zswpout > 0,
-# and the program's peak RSS within 10% of the budget plus a fixed overhead (its code and
-# libraries, the agent's staging range: OVERHEAD_MB below). Prints "N passed, N failed".
+# no page lost (pages_lost 0: no page went missing behind uzswap's back, which output
+# alone can miss), and the program's peak RSS within 10% of the budget plus a fixed
+# overhead (its code and libraries, the agent's staging range: OVERHEAD_MB below).
+# Prints "N passed, N failed".
 #   run-programs.sh [BUILD]
 set -u
 build=${1:-build}
@@ -15,20 +17,22 @@ passed=0 failed=0
 
 check() { # name budget_MB cmd...: native run, then under uzswap run, compared
 	local name=$1 budget=$2; shift 2
-	local want got rc_want rc_got peak zout limit
+	local want got rc_want rc_got peak zout lost limit
 	want=$("$@" 2>&1 | sha256sum); rc_want=${PIPESTATUS[0]}
 	got=$("$uz" run --memory-max "${budget}M" --stats "$work/stats" -- "$@" 2>/dev/null | sha256sum)
 	rc_got=${PIPESTATUS[0]}
 	peak=$(awk '$1=="program_peak_rss_kB"{print $2}' "$work/stats")
 	zout=$(awk '$1=="zswpout"{print $2; exit}' "$work/stats")
+	lost=$(awk '$1=="pages_lost"{print $2}' "$work/stats")
 	limit=$(( (budget * 1024 * 11 / 10) + OVERHEAD_MB * 1024 ))
 	if [ "$want" = "$got" ] && [ "$rc_want" = "$rc_got" ] && [ "${zout:-0}" -gt 0 ] &&
-	   [ "${peak:-999999999}" -le "$limit" ]; then
+	   [ "${lost:-1}" = 0 ] && [ "${peak:-999999999}" -le "$limit" ]; then
 		echo "ok - $name (budget ${budget}M, peak ${peak} kB, zswpout $zout)"
 		passed=$((passed + 1))
 	else
 		echo "FAIL - $name: same output $([ "$want" = "$got" ] && echo yes || echo no)," \
-			"exit $rc_want/$rc_got, zswpout ${zout:-?}, peak ${peak:-?} kB (limit $limit)"
+			"exit $rc_want/$rc_got, zswpout ${zout:-?}, pages_lost ${lost:-?}," \
+			"peak ${peak:-?} kB (limit $limit)"
 		failed=$((failed + 1))
 	fi
 }

@@ -33,6 +33,9 @@ enum hook_point {
 	HOOK_RUN_LOAD_BORROWED, /* run swap-in: every entry borrowed, none decompressed */
 	HOOK_MOVE_BATCH,	/* eviction: victims marked busy, not yet moved (their first's address) */
 	HOOK_MOVE_UNSHARE,	/* a move refused as shared, the page not yet made ours (its address) */
+	HOOK_MOVE_INTO,		/* eviction of the caller's own pages: last round's staged copies
+				 * dropped, this round's moves not yet made (the first's staging
+				 * slot) */
 	HOOK_NR_POINTS
 };
 

@@ -207,8 +207,10 @@ static int agent_start(struct vm_space *s, const struct drops *d, struct batch *
 	if (s->self) {
 		for (unsigned i = 0; i < d->nranges; i++)
 			madvise((void *)d->start[i], d->len[i], MADV_DONTNEED);
-		if (b->n)
+		if (b->n) {
 			fault_hook(HOOK_MOVE_BATCH, b->src[0]);
+			fault_hook(HOOK_MOVE_INTO, b->dst[0]);
+		}
 		move_self(s, b);
 		return 0;
 	}

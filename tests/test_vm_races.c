@@ -13,6 +13,7 @@
 
 #include "fault.h"
 #include "regions.h"
+#include "uffd.h"
 
 #define WATCHDOG_S 60 /* a hang is a failure: the alarm kills the test */
 
@@ -245,11 +246,77 @@ static void fork_while_pages_come_back(void)
 	alarm(0);
 }
 
+struct occupied_slot {
+	uint64_t slot;            /* the staging slot filled behind the evictor's back */
+	int uffd;                 /* the test's own: UFFDIO_COPY fills any registered range */
+	unsigned char page[PG];   /* what it was filled with */
+	atomic_int rounds_after;  /* later rounds seen */
+	atomic_bool still_there;  /* whether the filling was still in the slot then */
+};
+
+static bool holds_filling(const struct occupied_slot *o)
+{
+	return resident((void *)(uintptr_t)o->slot) &&
+	       memcmp((void *)(uintptr_t)o->slot, o->page, PG) == 0;
+}
+
+/* Later rounds, on the eviction thread (the only one that moves or drops staging): is
+ * the filling still there, after the round that found it has been settled and dropped? */
+static void look_at_slot(void *arg, uint64_t dst)
+{
+	struct occupied_slot *o = arg;
+
+	(void)dst;
+	atomic_store(&o->still_there, holds_filling(o));
+	if (atomic_fetch_add(&o->rounds_after, 1) < 3)
+		fault_on(HOOK_MOVE_INTO, look_at_slot, o);
+}
+
+static void fill_slot(void *arg, uint64_t dst)
+{
+	struct occupied_slot *o = arg;
+
+	o->slot = dst;
+	CHECK_EQ(uffd_copy(o->uffd, (uintptr_t)dst, o->page, PG), PG);
+	fault_on(HOOK_MOVE_INTO, look_at_slot, o);
+}
+
+/* A move into a staging slot that holds a page (-EEXIST; a kernel misreporting a move
+ * would leave one so) leaves the victim where it was, and the slot is dropped before it
+ * is used again: handed back as free, it would refuse every later move into it. */
+static void occupied_slot_is_dropped(void)
+{
+	struct fixture f = start(4 * MB);
+	size_t pages = 12 * MB / PG;
+	struct occupied_slot *o = calloc(1, sizeof(*o));
+	unsigned char *r;
+
+	alarm(WATCHDOG_S);
+	memset(o->page, 0xa5, PG);
+	o->uffd = uffd_open_kernel_mode();
+	CHECK_EQ(uffd_handshake(o->uffd, 0), 0);
+	fault_on(HOOK_MOVE_INTO, fill_slot, o);
+	r = filled_region(&f, pages, 1);
+	for (unsigned pass = 0; pass < 3 && atomic_load(&o->rounds_after) < 3; pass++)
+		CHECK_EQ(count_bad(r, pages, 1), 0); /* more rounds, and nothing lost */
+	CHECK(o->slot != 0);
+	CHECK(atomic_load(&o->rounds_after) >= 3);
+	CHECK(!atomic_load(&o->still_there));
+	CHECK_EQ(count_bad(r, pages, 1), 0);
+	CHECK_EQ(vstats(&f).pages_lost, 0);
+	CHECK_EQ(uzs_region_destroy(f.vm, r, pages * PG), 0);
+	stop(&f);
+	close(o->uffd);
+	free(o);
+	alarm(0);
+}
+
 int main(void)
 {
 	RUN(write_after_drop_during_move_survives);
 	RUN(shared_page_dropped_before_unshare);
 	RUN(fork_during_eviction_round);
 	RUN(fork_while_pages_come_back);
+	RUN(occupied_slot_is_dropped);
 	return CHECK_DONE();
 }

@@ -33,8 +33,13 @@ FAULT_TEST_SRC := tests/test_faults.c tests/test_races.c tests/test_vm_races.c
 TEST_SRC := $(if $(FAULT),$(FAULT_TEST_SRC),$(filter-out $(FAULT_TEST_SRC),$(wildcard tests/test_*.c)))
 TESTS := $(TEST_SRC:tests/%.c=$(BUILD)/%)
 
+# Programs the hostile cases run under `uzswap run` (tests/hostile/): plain, like any
+# program a user brings.
+HOSTILE_SRC := $(wildcard tests/hostile/progs/*.c)
+HOSTILE := $(HOSTILE_SRC:tests/hostile/progs/%.c=$(BUILD)/hostile/%)
+
 all: $(BUILD)/libuzswap.a $(BUILD)/uzswap $(BUILD)/libuzswap-agent.so $(TESTS) $(BUILD)/example \
-	$(BUILD)/workload
+	$(BUILD)/workload $(HOSTILE)
 
 $(BUILD)/obj/%.o: src/%.c $(wildcard src/*.h include/*.h)
 	@mkdir -p $(dir $@)
@@ -68,6 +73,10 @@ $(BUILD)/test_%: tests/test_%.c $(wildcard tests/*.h) $(BUILD)/libuzswap.a
 $(BUILD)/workload: bench/workload.c
 	@mkdir -p $(dir $@)
 	$(CC) -O2 -Wall -Wextra -Werror $< -o $@
+
+$(BUILD)/hostile/%: tests/hostile/progs/%.c
+	@mkdir -p $(dir $@)
+	$(CC) -O2 -g -Wall -Wextra -Werror -pthread $< -o $@
 
 # The README's example must keep compiling.
 $(BUILD)/example: docs/example.c $(BUILD)/libuzswap.a

@@ -57,6 +57,17 @@ run_programs() {
 	rm -f "$log"
 }
 
+# Unusual and hostile programs under `uzswap run` (tests/hostile/run-hostile.sh): same
+# output, no page lost, no process left, the budget kept. Uses the plain build.
+run_hostile() {
+	local log
+	echo "=== hostile programs under uzswap run"
+	log=$(mktemp)
+	tests/hostile/run-hostile.sh build 2>&1 | tee "$log"
+	count_result "$log" "hostile programs"
+	rm -f "$log"
+}
+
 # Each target counts as one test: passed when its summary line says "0 findings".
 run_fuzz() {
 	local log rc ok bad
@@ -82,6 +93,7 @@ run_variant "thread sanitizer" build-thread "SAN=thread" \
 run_variant "fault injection" build-fault "FAULT=1" ""
 run_valgrind
 run_programs
+run_hostile
 run_fuzz
 
 echo "=== all jobs"

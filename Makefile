@@ -5,7 +5,11 @@ SAN ?=
 FAULT ?=
 BUILD := build$(if $(FAULT),-fault,$(if $(SAN),-$(SAN)))
 CFLAGS ?= -O2 -g
-CFLAGS += -std=gnu11 -Wall -Wextra -Werror -pthread -Iinclude -Isrc
+# The library's subsystems, each in its own folder; dependencies go one way:
+# tools -> vm -> engine -> common, vm -> agent -> common (scripts/check-layout.sh).
+SUBSYSTEMS := common engine agent vm
+SRC_INCLUDES := $(SUBSYSTEMS:%=-Isrc/%)
+CFLAGS += -std=gnu11 -Wall -Wextra -Werror -pthread -Iinclude $(SRC_INCLUDES)
 ifeq ($(SAN),address)
 CFLAGS += -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 LDFLAGS += -fsanitize=address,undefined
@@ -20,13 +24,15 @@ ifneq ($(FAULT),)
 CFLAGS += -DUZS_FAULT_INJECTION -D_GNU_SOURCE= -fsanitize=address,undefined \
 	-fno-sanitize-recover=all -fno-omit-frame-pointer
 LDFLAGS += -fsanitize=address,undefined
-LIB_CFLAGS := -include src/fault.h
+LIB_CFLAGS := -include src/common/fault.h
 endif
 LDLIBS := -llz4 -lzstd -llzo2 -lz -lsodium -pthread
 
-LIB_SRC := $(wildcard src/*.c)
+# src/agent/preload.c is the preloaded agent's entry point: in the agent .so only.
+LIB_SRC := $(filter-out src/agent/preload.c,$(wildcard $(SUBSYSTEMS:%=src/%/*.c)))
+LIB_HDR := $(wildcard $(SUBSYSTEMS:%=src/%/*.h)) $(wildcard include/*.h)
 LIB_OBJ := $(LIB_SRC:src/%.c=$(BUILD)/obj/%.o)
-TOOL_SRC := $(filter-out tools/agent.c,$(wildcard tools/*.c))
+TOOL_SRC := $(wildcard tools/*.c)
 TOOL_OBJ := $(TOOL_SRC:tools/%.c=$(BUILD)/obj/tools/%.o)
 # Tests that need the fault-injection build run only there; the rest everywhere else.
 FAULT_TEST_SRC := tests/test_faults.c tests/test_races.c tests/test_vm_races.c
@@ -41,11 +47,11 @@ HOSTILE := $(HOSTILE_SRC:tests/hostile/progs/%.c=$(BUILD)/hostile/%)
 all: $(BUILD)/libuzswap.a $(BUILD)/uzswap $(BUILD)/libuzswap-agent.so $(TESTS) $(BUILD)/example \
 	$(BUILD)/workload $(HOSTILE)
 
-$(BUILD)/obj/%.o: src/%.c $(wildcard src/*.h include/*.h)
+$(BUILD)/obj/%.o: src/%.c $(LIB_HDR)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LIB_CFLAGS) -c $< -o $@
 
-$(BUILD)/obj/tools/%.o: tools/%.c $(wildcard tools/*.h src/*.h include/*.h)
+$(BUILD)/obj/tools/%.o: tools/%.c $(wildcard tools/*.h) $(LIB_HDR)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itools -c $< -o $@
 
@@ -60,11 +66,11 @@ $(BUILD)/uzswap: $(TOOL_OBJ) $(BUILD)/libuzswap.a
 # thread read the dynamic linker's data, which may be evicted while it works.
 # Only mmap is exported (-fvisibility=hidden), so the agent keeps its own state even in a
 # program linking libuzswap.a, which has the same agent_core.
-AGENT_SRC := tools/agent.c src/agent_core.c src/uffd.c
-$(BUILD)/libuzswap-agent.so: $(AGENT_SRC) src/agent_core.h src/uffd.h src/agent_proto.h
+AGENT_SRC := src/agent/preload.c src/agent/agent_core.c src/agent/uffd.c
+$(BUILD)/libuzswap-agent.so: $(AGENT_SRC) $(wildcard src/agent/*.h src/common/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) -O2 -g -std=gnu11 -Wall -Wextra -Werror -fPIC -shared -pthread -Wl,-z,now \
-		-fvisibility=hidden -Isrc $(AGENT_SRC) -o $@
+		-fvisibility=hidden -Isrc/agent -Isrc/common $(AGENT_SRC) -o $@
 
 $(BUILD)/test_%: tests/test_%.c $(wildcard tests/*.h) $(BUILD)/libuzswap.a
 	$(CC) $(CFLAGS) $(LDFLAGS) $< $(BUILD)/libuzswap.a -o $@ $(LDLIBS)

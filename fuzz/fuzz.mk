@@ -1,19 +1,19 @@
 # libFuzzer targets, included by the Makefile. `make fuzz` builds, with clang into
 # build-fuzz/: fuzz_ops (operations against a reference model), fuzz_decode (arbitrary
 # bytes into every decompressor), fuzz_swapfile (arbitrary bytes as swap file contents) and make_corpus (writes the seed corpora; `make
-# fuzz-corpus` runs it). fuzz/run.sh runs the targets for a bounded time.
+# fuzz-corpus` runs it). fuzz/run-fuzz.sh runs the targets for a bounded time.
 
 FUZZ_CC := clang
 FUZZ_BUILD := build-fuzz
 FUZZ_COMMON := -O1 -g -fno-sanitize-recover=all -std=gnu11 -Wall -Wextra -Werror -pthread \
-	-Iinclude -Isrc
+	-Iinclude -Isrc/common -Isrc/engine -Isrc/agent -Isrc/vm
 # The library is instrumented for coverage but not linked with libFuzzer's main.
 FUZZ_LIB_CFLAGS := $(FUZZ_COMMON) -fsanitize=fuzzer-no-link,address,undefined
 FUZZ_CFLAGS := $(FUZZ_COMMON) -fsanitize=fuzzer,address,undefined
 FUZZ_LDLIBS := -llz4 -lzstd -llzo2 -lz -lsodium -pthread
-FUZZ_LIB_SRC := $(or $(LIB_SRC),$(wildcard src/*.c))
+FUZZ_LIB_SRC := $(or $(LIB_SRC),$(filter-out src/agent/preload.c,$(wildcard src/*/*.c)))
 FUZZ_OBJ := $(FUZZ_LIB_SRC:src/%.c=$(FUZZ_BUILD)/obj/%.o)
-FUZZ_DEPS := $(wildcard src/*.h include/*.h) fuzz/ops.h
+FUZZ_DEPS := $(wildcard src/*/*.h include/*.h) fuzz/ops.h
 
 fuzz: $(FUZZ_BUILD)/fuzz_ops $(FUZZ_BUILD)/fuzz_decode $(FUZZ_BUILD)/fuzz_swapfile \
 	$(FUZZ_BUILD)/make_corpus

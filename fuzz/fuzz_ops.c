@@ -22,7 +22,7 @@
 
 #include "ops.h"
 #include "uzswap.h"
-#include "zswap.h"
+#include "test_hooks.h"
 
 #define PAGE UZS_PAGE_SIZE
 /* 1 MiB: 256 slots, slot 0 never handed out, so 255 pages fill the file and the model

@@ -14,7 +14,7 @@
 #include <unistd.h>
 
 #include "uzswap.h"
-#include "zswap.h"
+#include "test_hooks.h"
 
 #define PAGE UZS_PAGE_SIZE
 #define NR_PAGES 8u

@@ -73,7 +73,7 @@ run_fuzz() {
 	local log rc ok bad
 	echo "=== fuzzing"
 	log=$(mktemp)
-	fuzz/run.sh "${UZS_FUZZ_SECONDS:-60}" 2>&1 | tee "$log"
+	fuzz/run-fuzz.sh "${UZS_FUZZ_SECONDS:-60}" 2>&1 | tee "$log"
 	rc=${PIPESTATUS[0]}
 	ok=$(grep -cE '^fuzz_[a-z]+: .* 0 findings' "$log")
 	bad=$(grep -cE '^fuzz_[a-z]+: .* [1-9][0-9]* findings' "$log")

@@ -15,7 +15,7 @@
 #include "check.h"
 #include "corpus.h"
 #include "uzswap.h"
-#include "zswap.h"
+#include "test_hooks.h"
 
 #define PAGE UZS_PAGE_SIZE
 

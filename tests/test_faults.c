@@ -12,7 +12,7 @@
 #include "corpus.h"
 #include "fault.h"
 #include "helpers.h"
-#include "zswap.h"
+#include "test_hooks.h"
 
 #define PAGE UZS_PAGE_SIZE
 #define WORK_PAGES 600u

@@ -10,7 +10,7 @@
 #include "check.h"
 #include "fault.h"
 #include "helpers.h"
-#include "zswap.h"
+#include "test_hooks.h"
 
 #define PAGE UZS_PAGE_SIZE
 #define HOOK_NEVER_RAN (-12345)

@@ -13,7 +13,7 @@
 #include "corpus.h"
 #include "helpers.h"
 #include "uzswap.h"
-#include "zswap.h"
+#include "test_hooks.h"
 
 #define PAGE UZS_PAGE_SIZE
 

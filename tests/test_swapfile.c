@@ -11,7 +11,7 @@
 #include "check.h"
 #include "corpus.h"
 #include "helpers.h"
-#include "zswap.h"
+#include "test_hooks.h"
 
 #define PAGE UZS_PAGE_SIZE
 

@@ -1,6 +1,6 @@
 /* Internal hooks of the engine for tests: damage stored data on purpose. */
-#ifndef UZS_ZSWAP_H
-#define UZS_ZSWAP_H
+#ifndef UZS_TEST_HOOKS_H
+#define UZS_TEST_HOOKS_H
 
 #include "uzswap.h"
 

@@ -1,6 +1,6 @@
 /*
- * engine — the instance and the engine's internals shared by its files: zswap.c (store,
- * load, writeback, the worker), run.c (multi-page runs) and group_api.c (the groups'
+ * engine — the instance and the engine's internals shared by its files: engine.c (store,
+ * load, writeback, the worker), multipage.c (multi-page runs) and group_api.c (the groups'
  * public calls and figures).
  */
 #ifndef UZS_ENGINE_H

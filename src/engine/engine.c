@@ -5,7 +5,7 @@
  */
 #define _GNU_SOURCE
 #include "engine.h"
-#include "zswap.h"
+#include "test_hooks.h"
 
 #include <errno.h>
 #include <limits.h>

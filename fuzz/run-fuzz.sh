@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Run the libFuzzer targets for a bounded time: fuzz/run.sh SECONDS (per target).
+# Run the libFuzzer targets for a bounded time: fuzz/run-fuzz.sh SECONDS (per target).
 #
 # Builds them (make -s fuzz), runs each over a copy of its seed corpus in a temporary
 # directory (the repository's corpus never changes), prints one summary line per target

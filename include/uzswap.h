@@ -17,6 +17,14 @@
 extern "C" {
 #endif
 
+/* This header's version; uzs_version() says which library a program runs with. */
+#define UZS_VERSION_MAJOR 0
+#define UZS_VERSION_MINOR 9
+#define UZS_VERSION_PATCH 0
+#define UZS_VERSION_STRING "0.9.0"
+/* UZS_VERSION_NUMBER: MAJOR * 10000 + MINOR * 100 + PATCH, for comparisons */
+#define UZS_VERSION_NUMBER (UZS_VERSION_MAJOR * 10000 + UZS_VERSION_MINOR * 100 + UZS_VERSION_PATCH)
+
 #define UZS_PAGE_SIZE 4096u
 /* A limit that is no limit ("max" in the kernel's files). */
 #define UZS_MAX UINT64_MAX
@@ -31,6 +39,10 @@ typedef uint64_t uzs_slot_t;
 
 struct uzs;       /* an instance: one swap file, one compressed pool */
 struct uzs_group; /* a memory-cgroup-style group; NULL means the root group */
+
+/* The library's version as UZS_VERSION_NUMBER computes it (of the library linked, which may
+ * be newer than the header a program was built with). */
+unsigned uzs_version(void);
 
 struct uzs_config {
 	/* "lz4", "zstd", "lzo" (lzo1x), "deflate" (zlib); kernel default: "lzo" */

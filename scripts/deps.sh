@@ -2,13 +2,15 @@
 # Makes sure the build dependencies are installed: Debian packages through apt-get when
 # run as root, otherwise a clear message naming what is missing. `deps.sh test` adds what
 # the test suite needs beyond the build: clang with libFuzzer, valgrind, and the real
-# programs run under `uzswap run` (CPython, sqlite3, GNU sort).
+# programs run under `uzswap run` (CPython, sqlite3, GNU sort), and pkg-config, binutils and
+# man for the installed tree's checks.
 set -euo pipefail
 
 packages=(gcc make libc6-dev liblz4-dev libzstd-dev liblzo2-dev zlib1g-dev libsodium-dev
 	util-linux)
 if [ "${1:-}" = test ]; then
-	packages+=(clang libclang-rt-dev valgrind python3 sqlite3 coreutils gawk)
+	packages+=(clang libclang-rt-dev valgrind python3 sqlite3 coreutils gawk pkgconf binutils man-db
+		groff-base)
 fi
 missing=()
 for p in "${packages[@]}"; do

@@ -68,6 +68,16 @@ run_hostile() {
 	rm -f "$log"
 }
 
+# The installed tree: pkg-config, shared and static linking, exported symbols, man pages.
+run_install() {
+	local log
+	echo "=== make install"
+	log=$(mktemp)
+	tests/install/run-install.sh build 2>&1 | tee "$log"
+	count_result "$log" "make install"
+	rm -f "$log"
+}
+
 # Each target counts as one test: passed when its summary line says "0 findings".
 run_fuzz() {
 	local log rc ok bad
@@ -94,6 +104,7 @@ run_variant "fault injection" build-fault "FAULT=1" ""
 run_valgrind
 run_programs
 run_hostile
+run_install
 run_fuzz
 
 echo "=== all jobs"

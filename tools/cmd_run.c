@@ -229,20 +229,26 @@ static void install_forwarding(void)
 		sigaction(sigs[i], &sa, NULL);
 }
 
+/* The agent lives next to uzswap in the build tree, and in ../lib/uzswap/ once installed
+ * (relative to the binary, so an installed tree can be moved or staged with DESTDIR). */
 static int agent_path(char *out, size_t size)
 {
+	static const char *const places[] = { "", "/../lib/uzswap" };
 	char exe[PATH_MAX];
 	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-	char *slash;
 
 	if (n <= 0)
 		return -1;
 	exe[n] = '\0';
-	slash = strrchr(exe, '/');
-	*slash = '\0';
-	if ((size_t)snprintf(out, size, "%.*s/libuzswap-agent.so", (int)(size - 32), exe) >= size)
-		return -1;
-	return access(out, R_OK);
+	*strrchr(exe, '/') = '\0';
+	for (size_t i = 0; i < sizeof(places) / sizeof(places[0]); i++) {
+		if ((size_t)snprintf(out, size, "%.*s%s/libuzswap-agent.so", (int)(size - 64), exe,
+				     places[i]) >= size)
+			return -1;
+		if (access(out, R_OK) == 0)
+			return 0;
+	}
+	return -1;
 }
 
 static pid_t spawn(char **cmd, const char *agent, const char *sockname)

@@ -80,8 +80,20 @@ static void usage(FILE *out)
 	      "  run      run a program with its memory served by uzswap under a budget\n"
 	      "           (uzswap run --help)\n"
 	      "  stat     print the live figures of a program under uzswap run (uzswap stat PID)\n"
-	      "  help     this text\n",
+	      "  help     this text\n"
+	      "\n"
+	      "  uzswap --version   the command's and the library's version\n",
 	      out);
+}
+
+/* The library's version is the one linked, which a packaged build may update apart. */
+static int version(void)
+{
+	unsigned v = uzs_version();
+
+	printf("uzswap %s (library %u.%u.%u)\n", UZS_VERSION_STRING, v / 10000, v / 100 % 100,
+	       v % 100);
+	return 0;
 }
 
 int main(int argc, char **argv)
@@ -96,6 +108,8 @@ int main(int argc, char **argv)
 		return cmd_run(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "stat"))
 		return cmd_stat(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "-V"))
+		return version();
 	if (!strcmp(argv[1], "help") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
 		usage(stdout);
 		return 0;

@@ -5,7 +5,6 @@
  */
 #define _GNU_SOURCE
 #include "engine.h"
-#include "test_hooks.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -931,6 +930,11 @@ long uzs_compact(struct uzs *uzs)
 
 /* ---- open and close ---- */
 
+unsigned uzs_version(void)
+{
+	return UZS_VERSION_NUMBER;
+}
+
 void uzs_config_init(struct uzs_config *c)
 {
 	memset(c, 0, sizeof(*c));
@@ -1130,45 +1134,4 @@ int uzs_print_stats(struct uzs *uzs, FILE *out)
 		if (fprintf(out, "%s %llu\n", names[i], (unsigned long long)v[i]) < 0)
 			return -EIO;
 	return print_run_stats(&st, out);
-}
-
-/* ---- test hooks ---- */
-
-int uzs_test_corrupt_cached(struct uzs *uzs, uzs_slot_t slot)
-{
-	struct entry *e = tree_borrow(uzs->tree, slot);
-	unsigned char *p;
-
-	if (!e)
-		return -ENOENT;
-	if (e->kind != ENTRY_SAME) {
-		p = pool_map(uzs->pool, e->handle);
-		for (uint32_t i = 0; i < e->length; i += 7)
-			p[i] ^= 0x5a;
-		pool_unmap(uzs->pool, e->handle);
-	}
-	if (tree_return(uzs->tree, e, false))
-		entry_destroy(uzs, e);
-	return 0;
-}
-
-void uzs_test_memory_pressure(struct uzs *uzs, int low)
-{
-	atomic_store(&uzs->test_pressure, low);
-}
-
-int uzs_test_swapfile_fd(struct uzs *uzs)
-{
-	return swapfile_fd(uzs->sf);
-}
-
-int uzs_test_cached(struct uzs *uzs, uzs_slot_t slot)
-{
-	struct entry *e = tree_borrow(uzs->tree, slot);
-
-	if (!e)
-		return 0;
-	if (tree_return(uzs->tree, e, false))
-		entry_destroy(uzs, e);
-	return 1;
 }

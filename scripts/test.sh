@@ -8,15 +8,16 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh test || exit 1
 
-total_passed=0 total_failed=0
-count_result() { # log file, job name: adds its "N passed, N failed" line to the totals
+total_passed=0 total_failed=0 total_skipped=0
+count_result() { # log file, job name: adds its "N passed, N failed[, N skipped]" line
 	local line
-	line=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$1" | tail -n 1)
+	line=$(grep -E '^[0-9]+ passed, [0-9]+ failed(, [0-9]+ skipped)?$' "$1" | tail -n 1)
 	if [ -z "$line" ]; then
 		echo "$2: no result"; total_failed=$((total_failed + 1)); return
 	fi
 	total_passed=$((total_passed + ${line%% passed*}))
 	line=${line#*, }; total_failed=$((total_failed + ${line%% failed*}))
+	case $line in *skipped) line=${line#*, }; total_skipped=$((total_skipped + ${line%% skipped})) ;; esac
 }
 
 run_variant() { # name, build dir, make arguments, runner prefix
@@ -108,5 +109,5 @@ run_install
 run_fuzz
 
 echo "=== all jobs"
-echo "$total_passed passed, $total_failed failed"
+echo "$total_passed passed, $total_failed failed, $total_skipped skipped"
 [ "$total_failed" -eq 0 ]

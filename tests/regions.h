@@ -7,10 +7,36 @@
 #include <stdint.h>
 #include <sys/mman.h>
 
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
 #include "helpers.h"
+#include "uffd.h"
 
 #define PG 4096u
 #define MB (1u << 20)
+
+/* The transparent mode needs userfaultfd with faults taken inside system calls, UFFDIO_MOVE
+ * and the events of a managed range (Linux 6.8 or later, and the right to use them). Where
+ * this kernel or user lacks them the tests cannot run, which is no failure of uzswap's:
+ * one line says why and the binary exits 77, which tests/run-tests.sh counts as skipped. */
+static inline void skip_unless_transparent_mode_works(void)
+{
+	int fd = uffd_open_kernel_mode(), r = fd;
+
+	if (fd >= 0) {
+		r = uffd_handshake(fd, UFFD_MANAGED_FEATURES);
+		close(fd);
+	}
+	if (r < 0) {
+		printf("SKIP - userfaultfd here lacks kernel-mode faults, UFFDIO_MOVE or its events: "
+		       "%s\n", strerror(-r));
+		exit(77);
+	}
+}
 
 struct fixture {
 	struct uzs *uzs;

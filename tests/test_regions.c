@@ -894,6 +894,7 @@ static void a_page_gone_unseen_is_counted_lost(void)
 
 int main(void)
 {
+	skip_unless_transparent_mode_works();
 	RUN(region_reads_zeros_until_written);
 	RUN(region_round_trip_over_budget);
 	RUN(region_threads_share_budget);

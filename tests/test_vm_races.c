@@ -313,6 +313,7 @@ static void occupied_slot_is_dropped(void)
 
 int main(void)
 {
+	skip_unless_transparent_mode_works();
 	RUN(write_after_drop_during_move_survives);
 	RUN(shared_page_dropped_before_unshare);
 	RUN(fork_during_eviction_round);

@@ -98,7 +98,7 @@ run_variant plain build "" ""
 run_variant "address+undefined sanitizers" build-address "SAN=address" ""
 # TSan cannot map its shadow under the kernel's full address-space randomisation; and it
 # ends a child that starts a thread after a multi-threaded fork unless told not to (the
-# library starts one in each forked child of a process with regions: src/agent_core.h).
+# library starts one in each forked child of a process with regions: src/agent/agent_core.h).
 run_variant "thread sanitizer" build-thread "SAN=thread" \
 	"env TSAN_OPTIONS=die_after_fork=0 setarch $(uname -m) -R"
 run_variant "fault injection" build-fault "FAULT=1" ""

@@ -1,6 +1,6 @@
 /*
  * The engine's behaviours, one case each, through the public API (and the test hooks of
- * src/zswap.h where a failure has to be provoked on purpose).
+ * src/engine/test_hooks.h where a failure has to be provoked on purpose).
  */
 #define _GNU_SOURCE
 #include <errno.h>

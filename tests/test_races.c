@@ -1,5 +1,5 @@
-/* The races the seeds argue about, each forced into one order with the fault build's hooks
- * (src/fault.h): the hook runs the other side of the race at the exact point where it
+/* The engine's races where an order of events could lose a page or a charge, each forced into one order with the fault build's hooks
+ * (src/common/fault.h): the hook runs the other side of the race at the exact point where it
  * hurts, on the same thread, so every run takes the same interleaving. */
 #define _GNU_SOURCE
 #define UZS_FAULT_IMPL /* the test's own allocations never fail */
@@ -79,7 +79,7 @@ static void free_slot_hook(void *arg, uint64_t slot)
 	w->hook_result = uzs_free(w->uzs, slot);
 }
 
-/* Seed 000, case 1: writeback picks the coldest entry, and its slot is freed before the
+/* Writeback picks the coldest entry, and its slot is freed before the
  * writeback gets to the entry. The stale entry must neither block reclaim (the next
  * entries are written back) nor leak (its memory and charge go). */
 static void writeback_vs_free_before_borrow(void)
@@ -101,7 +101,7 @@ static void writeback_vs_free_before_borrow(void)
 	world_close_empty(&w);
 }
 
-/* Seed 004: the free comes while writeback holds the entry. The free loses the race for
+/* The free comes while writeback holds the entry. The free loses the race for
  * the entry, but the group's charge must still be released (by the last holder). */
 static void writeback_vs_free_while_borrowed(void)
 {
@@ -185,7 +185,7 @@ static void writeback_vs_shared_swap_in(void)
 	world_close_empty(&w);
 }
 
-/* Seed 000, case 2: a non-exclusive load leaves a copy the caller also holds; reclaim takes
+/* A non-exclusive load leaves a copy the caller also holds; reclaim takes
  * that copy before any live entry, even one that is older. */
 static void duplicate_copy_reclaimed_before_live_entries(void)
 {
@@ -217,7 +217,7 @@ static void run_open(struct run_world *r)
 	CHECK_EQ(uzs_present(r->w.uzs, r->first, 8), 8);
 }
 
-/* Seed 001: part of a run is written back after the caller looked. Before the load has
+/* Part of a run is written back after the caller looked. Before the load has
  * the entries, the run is partial: -EIO and the buffer untouched. */
 static void partial_run_racing_writeback_before_borrow(void)
 {

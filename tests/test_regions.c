@@ -828,7 +828,7 @@ static void move_rounds(struct toucher *t, int src_uffd, int dst_uffd, unsigned 
 
 /* Linux 6.18's UFFDIO_MOVE can say -EEXIST, or a short count, for pages it did move, when
  * a step of its loop was retried because the program touched the page then
- * (src/uffd.c). Counted as failed, such a page is lost. Here pages are moved while
+ * (src/agent/uffd.c). Counted as failed, such a page is lost. Here pages are moved while
  * another thread touches them, at the start of the move or where it starts a new step,
  * and what each move said is checked against where the pages are. */
 static void moves_counted_as_the_page_tables_say(void)

@@ -1,5 +1,5 @@
 /* The transparent mode's races around a page's move out, each forced into one order with
- * the fault build's hooks (src/fault.h): the hook runs on the eviction thread at the point
+ * the fault build's hooks (src/common/fault.h): the hook runs on the eviction thread at the point
  * where the race hurts, and does the program's side of it there. */
 #define _GNU_SOURCE
 #define UZS_FAULT_IMPL /* the test's own allocations never fail */

@@ -336,6 +336,11 @@ int uzs_vm_print_stats(struct uzs_vm *vm, FILE *out);
 
 /* The compressor names uzswap knows, NULL-terminated. */
 const char *const *uzs_compressor_names(void);
+/* What a compressor spec names ("lz4", "zstd:19", "zlib", as uzs_config.compressor takes):
+ * 0 with *name one of uzs_compressor_names() and *level the level the engine would use
+ * (resolved: zstd 3, deflate 6, lz4 acceleration 1 by default); -EINVAL for an unknown
+ * name or a level out of the compressor's range. name or level may be NULL. */
+int uzs_compressor_resolve(const char *spec, const char **name, int *level);
 
 #ifdef __cplusplus
 }

@@ -21,7 +21,6 @@
 #include <zstd.h>
 
 #include "cli.h"
-#include "compress.h"
 #include "uzswap.h"
 
 #define PAGE UZS_PAGE_SIZE
@@ -191,8 +190,33 @@ static const char *default_corpus(char *buf, size_t size)
 
 /* ---- the plain library calls ---- */
 
+/* The plain library calls, measured beside the engine's: the codec a spec names, with
+ * the level the engine resolves it to. */
+enum raw_algo { RAW_LZ4, RAW_ZSTD, RAW_LZO, RAW_DEFLATE };
+/* A destination of this many bytes always holds the compressed form of a page. */
+#define RAW_DST_BYTES (2 * PAGE)
+
+struct raw_codec {
+	enum raw_algo algo;
+	int level;
+};
+
+static int raw_codec_of(const char *spec, struct raw_codec *c)
+{
+	static const char *const names[] = { "lz4", "zstd", "lzo", "deflate" };
+	const char *name;
+	int r = uzs_compressor_resolve(spec, &name, &c->level);
+
+	for (unsigned i = 0; !r && i < sizeof(names) / sizeof(names[0]); i++)
+		if (!strcmp(name, names[i])) {
+			c->algo = (enum raw_algo)i;
+			return 0;
+		}
+	return -EINVAL;
+}
+
 struct raw_ctx {
-	struct compressor c;
+	struct raw_codec c;
 	ZSTD_CCtx *zc;
 	ZSTD_DCtx *zd;
 	void *lzo_work;
@@ -202,14 +226,14 @@ struct raw_ctx {
 static int raw_ctx_init(struct raw_ctx *r, const char *spec)
 {
 	memset(r, 0, sizeof(*r));
-	if (comp_lookup(spec, 0, &r->c))
+	if (raw_codec_of(spec, &r->c))
 		return -EINVAL;
 	r->zc = ZSTD_createCCtx();
 	r->zd = ZSTD_createDCtx();
 	r->lzo_work = malloc(LZO1X_1_MEM_COMPRESS);
 	if (lzo_init() != LZO_E_OK || !r->zc || !r->zd || !r->lzo_work)
 		return -ENOMEM;
-	if (deflateInit2(&r->def, r->c.algo == COMP_DEFLATE ? r->c.level : 1, Z_DEFLATED, -12, 8,
+	if (deflateInit2(&r->def, r->c.algo == RAW_DEFLATE ? r->c.level : 1, Z_DEFLATED, -12, 8,
 			 Z_DEFAULT_STRATEGY) != Z_OK || inflateInit2(&r->inf, -15) != Z_OK)
 		return -ENOMEM;
 	return 0;
@@ -227,12 +251,12 @@ static void raw_ctx_free(struct raw_ctx *r)
 static int raw_compress(struct raw_ctx *r, const void *src, void *dst)
 {
 	switch (r->c.algo) {
-	case COMP_LZ4:
-		return LZ4_compress_fast(src, dst, PAGE, COMP_DST_BYTES, r->c.level);
-	case COMP_ZSTD:
-		return (int)ZSTD_compressCCtx(r->zc, dst, COMP_DST_BYTES, src, PAGE, r->c.level);
-	case COMP_LZO: {
-		lzo_uint n = COMP_DST_BYTES;
+	case RAW_LZ4:
+		return LZ4_compress_fast(src, dst, PAGE, RAW_DST_BYTES, r->c.level);
+	case RAW_ZSTD:
+		return (int)ZSTD_compressCCtx(r->zc, dst, RAW_DST_BYTES, src, PAGE, r->c.level);
+	case RAW_LZO: {
+		lzo_uint n = RAW_DST_BYTES;
 
 		lzo1x_1_compress(src, PAGE, dst, &n, r->lzo_work);
 		return (int)n;
@@ -242,22 +266,22 @@ static int raw_compress(struct raw_ctx *r, const void *src, void *dst)
 		r->def.next_in = (Bytef *)src;
 		r->def.avail_in = PAGE;
 		r->def.next_out = dst;
-		r->def.avail_out = COMP_DST_BYTES;
+		r->def.avail_out = RAW_DST_BYTES;
 		deflate(&r->def, Z_FINISH);
-		return (int)(COMP_DST_BYTES - r->def.avail_out);
+		return (int)(RAW_DST_BYTES - r->def.avail_out);
 	}
 }
 
 static void raw_decompress(struct raw_ctx *r, const void *src, int len, void *dst)
 {
 	switch (r->c.algo) {
-	case COMP_LZ4:
+	case RAW_LZ4:
 		LZ4_decompress_safe(src, dst, len, PAGE);
 		break;
-	case COMP_ZSTD:
+	case RAW_ZSTD:
 		ZSTD_decompressDCtx(r->zd, dst, PAGE, src, (size_t)len);
 		break;
-	case COMP_LZO: {
+	case RAW_LZO: {
 		lzo_uint n = PAGE;
 
 		lzo1x_decompress_safe(src, (lzo_uint)len, dst, &n, NULL);
@@ -289,7 +313,7 @@ struct bench {
 	struct bench_opts *o;
 	struct pages *in;
 	unsigned char *out;
-	unsigned char *raw_buf; /* COMP_DST_BYTES per page: compressed by the plain calls */
+	unsigned char *raw_buf; /* RAW_DST_BYTES per page: compressed by the plain calls */
 	int *raw_len;
 	uzs_slot_t *slots;
 	struct uzs *uzs;
@@ -349,7 +373,7 @@ static int run_range(struct bench *b, struct worker *w, struct raw_ctx *raw)
 		return run_engine_range(b, w);
 	for (size_t i = w->first; i < w->first + w->nr; i++) {
 		unsigned char *page = b->in->data + i * PAGE, *out = b->out + i * PAGE;
-		unsigned char *cbuf = b->raw_buf + i * COMP_DST_BYTES;
+		unsigned char *cbuf = b->raw_buf + i * RAW_DST_BYTES;
 		int err = 0;
 
 		switch (b->phase) {
@@ -606,7 +630,7 @@ static int bench_run(struct bench_opts *o, struct pages *in)
 		goto out;
 	}
 	b.out = aligned_alloc(PAGE, in->nr * PAGE);
-	b.raw_buf = malloc(in->nr * COMP_DST_BYTES);
+	b.raw_buf = malloc(in->nr * RAW_DST_BYTES);
 	b.raw_len = calloc(in->nr, sizeof(int));
 	b.slots = calloc(in->nr, sizeof(uzs_slot_t));
 	if (!b.out || !b.raw_buf || !b.raw_len || !b.slots) {
@@ -614,7 +638,7 @@ static int bench_run(struct bench_opts *o, struct pages *in)
 		goto out;
 	}
 	memset(b.out, 0, in->nr * PAGE); /* fault the buffer in before anything is timed */
-	memset(b.raw_buf, 0, in->nr * COMP_DST_BYTES);
+	memset(b.raw_buf, 0, in->nr * RAW_DST_BYTES);
 	/* An untimed pass first, so neither side is measured on a cold machine. */
 	run_phase(&b, RAW_COMPRESS, &wall, &busy);
 	run_phase(&b, RAW_COMPRESS, &wall, &busy);
@@ -706,7 +730,6 @@ static int parse_bench_opts(int argc, char **argv, struct bench_opts *o)
 		{ "run-pages", required_argument, NULL, 'r' }, { "encrypt", no_argument, NULL, 'e' },
 		{ "help", no_argument, NULL, 'h' },	     { NULL, 0, NULL, 0 }
 	};
-	struct compressor probe;
 	char *end;
 	int opt;
 
@@ -750,7 +773,7 @@ static int parse_bench_opts(int argc, char **argv, struct bench_opts *o)
 	}
 	if (optind < argc)
 		return die_usage("bench takes no argument '%s'", argv[optind]);
-	if (comp_lookup(o->compressor, 0, &probe))
+	if (uzs_compressor_resolve(o->compressor, NULL, NULL))
 		return die_usage("unknown compressor or level '%s' (lz4, zstd, lzo, deflate)",
 				 o->compressor);
 	return 0;

@@ -908,6 +908,20 @@ const char *const *uzs_compressor_names(void)
 	return comp_names;
 }
 
+int uzs_compressor_resolve(const char *spec, const char **name, int *level)
+{
+	struct compressor c;
+	int r = comp_lookup(spec, 0, &c);
+
+	if (r < 0)
+		return r;
+	if (name)
+		*name = comp_names[c.algo];
+	if (level)
+		*level = c.level;
+	return 0;
+}
+
 /* ---- reclaim on demand ---- */
 
 long uzs_shrink(struct uzs *uzs, long nr_pages)

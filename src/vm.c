@@ -1477,6 +1477,17 @@ int vm_attach_remote(struct uzs_vm *vm, const struct vm_remote *r)
 	return err;
 }
 
+bool vm_manages_pid(struct uzs_vm *vm, pid_t pid)
+{
+	bool found = false;
+
+	pthread_mutex_lock(&vm->lock);
+	for (struct vm_space *s = vm->spaces; s && !found; s = s->next)
+		found = s->pid == pid || s->fork_parent == pid;
+	pthread_mutex_unlock(&vm->lock);
+	return found;
+}
+
 void vm_count_refused_agent(struct uzs_vm *vm)
 {
 	atomic_fetch_add(&vm->st.agents_refused, 1);

@@ -45,6 +45,10 @@ void vm_count_refused_agent(struct uzs_vm *vm);
  * /proc/PID/maps); done at attach and then periodically by the eviction thread. */
 int vm_scan_maps(struct uzs_vm *vm, struct vm_space *s);
 
+/* Send sig to every process with an agent whose space is alive, except the pid except
+ * (0: none). */
+void vm_signal_processes(struct uzs_vm *vm, int sig, pid_t except);
+
 /* How many spaces are alive (processes not yet exited). */
 unsigned vm_live_spaces(struct uzs_vm *vm);
 

@@ -9,6 +9,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <stddef.h>
 #include <getopt.h>
 #include <limits.h>
@@ -57,7 +58,9 @@ struct run {
 	struct timespec started;
 };
 
-static volatile pid_t forward_to;
+/* Signals someone sent us, for the main thread to pass on (see forward). */
+static int signal_pipe[2] = { -1, -1 };
+static pid_t supervisor_pid;
 
 static void run_usage(FILE *out)
 {
@@ -232,23 +235,36 @@ static void *listener_main(void *arg)
 
 /* ---- the program ---- */
 
-/* Signals someone sent us go to the program; the terminal's (Ctrl-C) reach it anyway. */
+/* Signals someone sent us go to every process of the program (pass_signals); the
+ * terminal's (Ctrl-C, si_code SI_KERNEL) reach them anyway, the program sharing our
+ * process group, and are not passed on: that would deliver them twice. (Not in the
+ * program between its fork and exec: it has a copy of the pipe.) */
 static void forward(int sig, siginfo_t *info, void *ctx)
 {
+	int saved = errno;
+	unsigned char b = (unsigned char)sig;
+
 	(void)ctx;
-	if (forward_to > 0 && info->si_code <= 0)
-		kill(forward_to, sig);
+	if (info->si_code <= 0 && getpid() == supervisor_pid &&
+	    write(signal_pipe[1], &b, 1) < 0) {
+		/* full: 64 K signals not passed on yet; those of a kind are merged anyway */
+	}
+	errno = saved;
 }
 
-static void install_forwarding(void)
+static int install_forwarding(void)
 {
 	static const int sigs[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH,
 				    SIGCONT, SIGALRM };
 	struct sigaction sa = { .sa_sigaction = forward, .sa_flags = SA_SIGINFO | SA_RESTART };
 
+	supervisor_pid = getpid();
+	if (pipe2(signal_pipe, O_CLOEXEC | O_NONBLOCK) < 0)
+		return -1;
 	sigemptyset(&sa.sa_mask);
 	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
 		sigaction(sigs[i], &sa, NULL);
+	return 0;
 }
 
 static int agent_path(char *out, size_t size)
@@ -285,6 +301,24 @@ static pid_t spawn(char **cmd, const char *agent, const char *sockname)
 	_exit(errno == ENOENT ? 127 : 126);
 }
 
+/* A signal sent to uzswap run reaches the whole program: its top process while it runs,
+ * and every process of it with an agent (each fork and exec of it), also once the top
+ * process is gone. Each process is signalled once, as a signal to a process group would
+ * reach it. (The program's process group is ours and its shell's pipeline's: signalling
+ * it would reach them too.) */
+static void pass_signals(struct run *run, bool top_gone)
+{
+	unsigned char sig[64];
+	ssize_t n;
+
+	while ((n = read(signal_pipe[0], sig, sizeof(sig))) > 0)
+		for (ssize_t i = 0; i < n; i++) {
+			if (!top_gone) /* not reaped: its pid is still its own (we reap it) */
+				kill(run->child, sig[i]);
+			vm_signal_processes(run->vm, sig[i], top_gone ? 0 : run->child);
+		}
+}
+
 /* Reaps what has ended: the top process (its status in *status, and its peak RSS), and
  * the program's orphans, which come to us (a child subreaper) so that they stay among our
  * descendants for the agents' socket. True once the top process is reaped. */
@@ -312,15 +346,15 @@ static int supervise(struct run *run)
 	int status = 0;
 
 	while (!top_gone || vm_live_spaces(run->vm) > 0) {
-		struct pollfd p = { run->child_pidfd, POLLIN, 0 };
+		struct pollfd p[2] = { { signal_pipe[0], POLLIN, 0 }, { run->child_pidfd, POLLIN, 0 } };
 
-		if (top_gone || run->child_pidfd < 0)
-			usleep(10000);
-		else
-			poll(&p, 1, 100); /* readable once it has exited */
+		if (poll(p, top_gone || run->child_pidfd < 0 ? 1 : 2, top_gone ? 10 : 100) > 0 &&
+		    p[0].revents)
+			pass_signals(run, top_gone);
 		if (!top_gone && reap(run, &status)) {
 			top_gone = true;
-			forward_to = 0;
+			close(run->child_pidfd);
+			run->child_pidfd = -1;
 		} else if (top_gone) {
 			reap(run, &status);
 		}
@@ -438,15 +472,15 @@ int cmd_run(int argc, char **argv)
 		return die("cannot listen for the program's agents: %s", strerror(errno));
 	say_settings(&o);
 	clock_gettime(CLOCK_MONOTONIC, &run.started);
-	install_forwarding();
+	if (install_forwarding() < 0)
+		return die("cannot set up signal forwarding: %s", strerror(errno));
 	/* the program's orphans come to us: still our descendants, trusted on the agents'
-	 * socket (vm_agents.c), and reaped by us */
+	 * socket (vm_agents.c), signalled (pass_signals) and reaped by us */
 	if (prctl(PR_SET_CHILD_SUBREAPER, 1) < 0)
 		return die("cannot become the program's subreaper: %s", strerror(errno));
 	run.child = spawn(argv + cmd, agent, sockname);
 	if (run.child < 0)
 		return die("fork: %s", strerror(errno));
-	forward_to = run.child;
 	run.child_pidfd = (int)syscall(SYS_pidfd_open, run.child, 0);
 	run.stat_listen[1] = listen_abstract("uzswap-stat-%ld", run.child);
 	pthread_create(&listener, NULL, listener_main, &run);

@@ -9,18 +9,22 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <stddef.h>
 #include <getopt.h>
 #include <limits.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -47,12 +51,16 @@ struct run {
 	struct uzs_vm *vm;
 	int agent_listen, stat_listen[2];
 	pid_t child;
+	int child_pidfd; /* readable once it has exited */
 	volatile bool done;
+	_Atomic unsigned long stat_refused; /* stat requests from other users */
 	long peak_rss_kb; /* the program's, at exit (getrusage's ru_maxrss) */
 	struct timespec started;
 };
 
-static volatile pid_t forward_to;
+/* Signals someone sent us, for the main thread to pass on (see forward). */
+static int signal_pipe[2] = { -1, -1 };
+static pid_t supervisor_pid;
 
 static void run_usage(FILE *out)
 {
@@ -156,19 +164,36 @@ static void print_all(struct run *run, FILE *out)
 	uzs_print_group_stats(run->uzs, out);
 	fprintf(out, "# transparent mode (vmstat-like)\n");
 	uzs_vm_print_stats(run->vm, out);
+	fprintf(out, "stat_refused %lu\n", atomic_load(&run->stat_refused));
 	if (run->peak_rss_kb)
 		fprintf(out, "program_peak_rss_kB %ld\n", run->peak_rss_kb);
 	fprintf(out, "wall_s %.3f\n", (double)(now.tv_sec - run->started.tv_sec) +
 					  (double)(now.tv_nsec - run->started.tv_nsec) / 1e9);
 }
 
+/* The figures tell what a program does (its memory, its faults, how long it has run):
+ * they are for its own user and root only. Another user's request is closed unanswered. */
+static bool may_see_stats(int sock)
+{
+	struct ucred peer;
+	socklen_t len = sizeof(peer);
+
+	return getsockopt(sock, SOL_SOCKET, SO_PEERCRED, &peer, &len) == 0 &&
+	       (peer.uid == geteuid() || peer.uid == 0);
+}
+
 static void answer_stat(struct run *run, int sock)
 {
 	char *text = NULL;
 	size_t len = 0;
-	FILE *f = open_memstream(&text, &len);
+	FILE *f;
 
-	if (f) {
+	if (!may_see_stats(sock)) {
+		atomic_fetch_add(&run->stat_refused, 1);
+		close(sock);
+		return;
+	}
+	if ((f = open_memstream(&text, &len))) {
 		print_all(run, f);
 		fclose(f);
 		for (size_t off = 0; off < len;) {
@@ -210,23 +235,36 @@ static void *listener_main(void *arg)
 
 /* ---- the program ---- */
 
-/* Signals someone sent us go to the program; the terminal's (Ctrl-C) reach it anyway. */
+/* Signals someone sent us go to every process of the program (pass_signals); the
+ * terminal's (Ctrl-C, si_code SI_KERNEL) reach them anyway, the program sharing our
+ * process group, and are not passed on: that would deliver them twice. (Not in the
+ * program between its fork and exec: it has a copy of the pipe.) */
 static void forward(int sig, siginfo_t *info, void *ctx)
 {
+	int saved = errno;
+	unsigned char b = (unsigned char)sig;
+
 	(void)ctx;
-	if (forward_to > 0 && info->si_code <= 0)
-		kill(forward_to, sig);
+	if (info->si_code <= 0 && getpid() == supervisor_pid &&
+	    write(signal_pipe[1], &b, 1) < 0) {
+		/* full: 64 K signals not passed on yet; those of a kind are merged anyway */
+	}
+	errno = saved;
 }
 
-static void install_forwarding(void)
+static int install_forwarding(void)
 {
 	static const int sigs[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH,
 				    SIGCONT, SIGALRM };
 	struct sigaction sa = { .sa_sigaction = forward, .sa_flags = SA_SIGINFO | SA_RESTART };
 
+	supervisor_pid = getpid();
+	if (pipe2(signal_pipe, O_CLOEXEC | O_NONBLOCK) < 0)
+		return -1;
 	sigemptyset(&sa.sa_mask);
 	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
 		sigaction(sigs[i], &sa, NULL);
+	return 0;
 }
 
 /* The agent lives next to uzswap in the build tree, and in ../lib/uzswap/ once installed
@@ -269,15 +307,64 @@ static pid_t spawn(char **cmd, const char *agent, const char *sockname)
 	_exit(errno == ENOENT ? 127 : 126);
 }
 
-static int wait_program(struct run *run)
+/* A signal sent to uzswap run reaches the whole program: its top process while it runs,
+ * and every process of it with an agent (each fork and exec of it), also once the top
+ * process is gone. Each process is signalled once, as a signal to a process group would
+ * reach it. (The program's process group is ours and its shell's pipeline's: signalling
+ * it would reach them too.) */
+static void pass_signals(struct run *run, bool top_gone)
+{
+	unsigned char sig[64];
+	ssize_t n;
+
+	while ((n = read(signal_pipe[0], sig, sizeof(sig))) > 0)
+		for (ssize_t i = 0; i < n; i++) {
+			if (!top_gone) /* not reaped: its pid is still its own (we reap it) */
+				kill(run->child, sig[i]);
+			vm_signal_processes(run->vm, sig[i], top_gone ? 0 : run->child);
+		}
+}
+
+/* Reaps what has ended: the top process (its status in *status, and its peak RSS), and
+ * the program's orphans, which come to us (a child subreaper) so that they stay among our
+ * descendants for the agents' socket. True once the top process is reaped. */
+static bool reap(struct run *run, int *status)
 {
 	struct rusage ru;
-	int status;
+	bool top = false;
+	pid_t pid;
+	int st;
 
-	while (wait4(run->child, &status, 0, &ru) < 0)
-		if (errno != EINTR)
-			return -1;
-	run->peak_rss_kb = ru.ru_maxrss;
+	while ((pid = wait4(-1, &st, WNOHANG, &ru)) > 0)
+		if (pid == run->child) {
+			*status = st;
+			run->peak_rss_kb = ru.ru_maxrss;
+			top = true;
+		}
+	return top;
+}
+
+/* Until the program has ended: its top process is reaped and none of its processes is
+ * left running on memory only we can bring back. Returns the top process's status. */
+static int supervise(struct run *run)
+{
+	bool top_gone = false;
+	int status = 0;
+
+	while (!top_gone || vm_live_spaces(run->vm) > 0) {
+		struct pollfd p[2] = { { signal_pipe[0], POLLIN, 0 }, { run->child_pidfd, POLLIN, 0 } };
+
+		if (poll(p, top_gone || run->child_pidfd < 0 ? 1 : 2, top_gone ? 10 : 100) > 0 &&
+		    p[0].revents)
+			pass_signals(run, top_gone);
+		if (!top_gone && reap(run, &status)) {
+			top_gone = true;
+			close(run->child_pidfd);
+			run->child_pidfd = -1;
+		} else if (top_gone) {
+			reap(run, &status);
+		}
+	}
 	return status;
 }
 
@@ -373,7 +460,7 @@ static void shut_down(struct run *run, pthread_t listener)
 int cmd_run(int argc, char **argv)
 {
 	struct run_opts o;
-	struct run run = { .stat_listen = { -1, -1 } };
+	struct run run = { .stat_listen = { -1, -1 }, .child_pidfd = -1 };
 	char agent[PATH_MAX], sockname[64];
 	pthread_t listener;
 	int cmd = 0, r, status;
@@ -391,18 +478,19 @@ int cmd_run(int argc, char **argv)
 		return die("cannot listen for the program's agents: %s", strerror(errno));
 	say_settings(&o);
 	clock_gettime(CLOCK_MONOTONIC, &run.started);
-	install_forwarding();
+	if (install_forwarding() < 0)
+		return die("cannot set up signal forwarding: %s", strerror(errno));
+	/* the program's orphans come to us: still our descendants, trusted on the agents'
+	 * socket (vm_agents.c), signalled (pass_signals) and reaped by us */
+	if (prctl(PR_SET_CHILD_SUBREAPER, 1) < 0)
+		return die("cannot become the program's subreaper: %s", strerror(errno));
 	run.child = spawn(argv + cmd, agent, sockname);
 	if (run.child < 0)
 		return die("fork: %s", strerror(errno));
-	forward_to = run.child;
+	run.child_pidfd = (int)syscall(SYS_pidfd_open, run.child, 0);
 	run.stat_listen[1] = listen_abstract("uzswap-stat-%ld", run.child);
 	pthread_create(&listener, NULL, listener_main, &run);
-	status = wait_program(&run);
-	forward_to = 0;
-	/* its children may still run on memory only we can bring back */
-	while (vm_live_spaces(run.vm) > 0)
-		usleep(10000);
+	status = supervise(&run);
 	report(&run, &o);
 	shut_down(&run, listener);
 	return exit_like(status);
@@ -414,6 +502,7 @@ int cmd_stat(int argc, char **argv)
 {
 	struct sockaddr_un a = { .sun_family = AF_UNIX };
 	char buf[65536];
+	size_t got = 0;
 	long pid;
 	char *end;
 	int s, len;
@@ -433,8 +522,13 @@ int cmd_stat(int argc, char **argv)
 	if (s < 0 || connect(s, (struct sockaddr *)&a,
 			     (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)len)) < 0)
 		return die("no program runs under uzswap run with pid %ld", pid);
-	while ((n = recv(s, buf, sizeof(buf), 0)) > 0)
+	while ((n = recv(s, buf, sizeof(buf), 0)) > 0) {
 		fwrite(buf, 1, (size_t)n, stdout);
+		got += (size_t)n;
+	}
 	close(s);
+	if (!got) /* closed unanswered: another user's run */
+		return die("uzswap run with pid %ld did not answer (it answers its own user and "
+			   "root only)", pid);
 	return 0;
 }

@@ -1477,9 +1477,29 @@ int vm_attach_remote(struct uzs_vm *vm, const struct vm_remote *r)
 	return err;
 }
 
+bool vm_manages_pid(struct uzs_vm *vm, pid_t pid)
+{
+	bool found = false;
+
+	pthread_mutex_lock(&vm->lock);
+	for (struct vm_space *s = vm->spaces; s && !found; s = s->next)
+		found = s->pid == pid || s->fork_parent == pid;
+	pthread_mutex_unlock(&vm->lock);
+	return found;
+}
+
 void vm_count_refused_agent(struct uzs_vm *vm)
 {
 	atomic_fetch_add(&vm->st.agents_refused, 1);
+}
+
+void vm_signal_processes(struct uzs_vm *vm, int sig, pid_t except)
+{
+	pthread_mutex_lock(&vm->lock);
+	for (struct vm_space *s = vm->spaces; s; s = s->next)
+		if (!s->dead && !s->self && s->pid > 0 && s->pid != except)
+			kill(s->pid, sig);
+	pthread_mutex_unlock(&vm->lock);
 }
 
 unsigned vm_live_spaces(struct uzs_vm *vm)

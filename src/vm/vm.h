@@ -6,6 +6,7 @@
 #ifndef UZS_VM_H
 #define UZS_VM_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -34,12 +35,19 @@ int vm_listen_abstract(const char *name);
 /* An agent connected on sock: take its hello, attach its process, answer it (0 or
  * -errno); sock is kept for the agent or closed. */
 void vm_welcome_agent(struct uzs_vm *vm, int sock);
+/* Is pid a process this vm manages or managed (its space, or one its fork event made for
+ * a child, is still listed)? A forked child's hello must name such a parent. */
+bool vm_manages_pid(struct uzs_vm *vm, pid_t pid);
 /* A hello turned away (counted in agents_refused). */
 void vm_count_refused_agent(struct uzs_vm *vm);
 
 /* Register the process's anonymous private writable mappings not registered yet (reads
  * /proc/PID/maps); done at attach and then periodically by the eviction thread. */
 int vm_scan_maps(struct uzs_vm *vm, struct vm_space *s);
+
+/* Send sig to every process with an agent whose space is alive, except the pid except
+ * (0: none). */
+void vm_signal_processes(struct uzs_vm *vm, int sig, pid_t except);
 
 /* How many spaces are alive (processes not yet exited). */
 unsigned vm_live_spaces(struct uzs_vm *vm);

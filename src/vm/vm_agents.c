@@ -9,11 +9,13 @@
 #include <errno.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -42,37 +44,114 @@ int vm_listen_abstract(const char *name)
 	return s;
 }
 
-/* The hello of an agent of this build, from the process it names (anyone may connect to
- * an abstract socket: a hello naming another process would have us read and fill that
- * one's memory); children_only (library mode): a forked child of our user's. Its
+#ifndef SO_PEERPIDFD
+#define SO_PEERPIDFD 77 /* Linux 6.5 */
+#endif
+
+/* The parent of pid as /proc shows it; -1 if it is gone. */
+static pid_t parent_of(pid_t pid)
+{
+	char path[64], line[128];
+	pid_t ppid = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%ld/status", (long)pid);
+	if (!(f = fopen(path, "re")))
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "PPid: %d", &ppid) == 1)
+			break;
+	fclose(f);
+	return ppid;
+}
+
+/* Does pid descend from this process (the holder)? uzswap run is a child subreaper, so
+ * the program's processes whose parent has exited are still its descendants. */
+static bool descends_from_us(pid_t pid)
+{
+	pid_t me = getpid();
+
+	for (int depth = 0; depth < 4096 && pid > 1; depth++)
+		if ((pid = parent_of(pid)) == me)
+			return true;
+	return false;
+}
+
+/* The peer, as the kernel saw it connect, if it may say hello at all: a process of our
+ * own user descending from us (the holder of the engine forked it, or forked what forked
+ * it). Anyone can connect to an abstract socket; a stranger accepted would hand us its own
+ * userfaultfd (and keep the run going until it exits) or have us read and fill memory we
+ * have no business with. Checked before its hello is read, so a stranger costs nothing.
+ * The peer's pidfd tells whether the process /proc described is still the peer (a pid
+ * cannot be reused while it is alive). */
+static int trusted_peer(int sock, struct ucred *peer)
+{
+	socklen_t len = sizeof(*peer), fd_len = sizeof(int);
+	int pidfd = -1;
+	bool ok;
+
+	if (getsockopt(sock, SOL_SOCKET, SO_PEERCRED, peer, &len) < 0 || peer->uid != geteuid())
+		return -EPERM;
+	if (getsockopt(sock, SOL_SOCKET, SO_PEERPIDFD, &pidfd, &fd_len) < 0)
+		pidfd = -1; /* older kernel: the pid alone */
+	ok = descends_from_us(peer->pid) &&
+	     (pidfd < 0 || syscall(SYS_pidfd_send_signal, pidfd, 0, NULL, 0) == 0);
+	if (pidfd >= 0)
+		close(pidfd);
+	return ok ? 0 : -EPERM;
+}
+
+/* The hello of an agent of this build, from a trusted peer (above) that is the process
+ * the hello names: one naming another process would have us read and fill that one's
+ * memory. A forked child's names a parent this vm manages (whose fork event made the
+ * child's space); children_only (library mode): only forked children say hello. Its
  * descriptor, if any, in *fd. */
-static int recv_hello(int sock, struct agent_hello *h, int *fd, bool children_only)
+static int recv_hello(struct uzs_vm *vm, int sock, struct agent_hello *h, int *fd)
 {
 	struct iovec io = { h, sizeof(*h) };
 	char ctl[CMSG_SPACE(sizeof(int))];
 	struct msghdr m = { .msg_iov = &io, .msg_iovlen = 1, .msg_control = ctl,
 			    .msg_controllen = sizeof(ctl) };
 	struct ucred peer;
-	socklen_t peer_len = sizeof(peer);
 	struct cmsghdr *c;
 	struct pollfd p = { sock, POLLIN, 0 };
 	ssize_t n;
 
 	*fd = -1;
-	if (poll(&p, 1, 5000) != 1 || (n = recvmsg(sock, &m, MSG_CMSG_CLOEXEC)) < 0)
+	if (trusted_peer(sock, &peer) < 0 || poll(&p, 1, 5000) != 1 ||
+	    (n = recvmsg(sock, &m, MSG_CMSG_CLOEXEC)) < 0)
 		return -EPROTO;
 	c = CMSG_FIRSTHDR(&m);
 	if (c && c->cmsg_type == SCM_RIGHTS)
 		memcpy(fd, CMSG_DATA(c), sizeof(int));
-	if (n != sizeof(*h) || h->magic != AGENT_MAGIC ||
-	    getsockopt(sock, SOL_SOCKET, SO_PEERCRED, &peer, &peer_len) < 0 ||
-	    peer.pid != h->pid || (children_only && (!h->fork_parent || peer.uid != geteuid()))) {
+	if (n != sizeof(*h) || h->magic != AGENT_MAGIC || peer.pid != h->pid ||
+	    (vm->agent_listen >= 0 && !h->fork_parent) ||
+	    (h->fork_parent && !vm_manages_pid(vm, h->fork_parent))) {
 		if (*fd >= 0)
 			close(*fd);
 		*fd = -1;
 		return -EPROTO;
 	}
 	return 0;
+}
+
+/* Answers -EPROTO and closes. A peer refused before its hello was read may have sent it
+ * meanwhile: closing with it unread would reset the connection (ECONNRESET), which the
+ * peer's read then reports instead of the answer. So reading is shut first (a later send
+ * of the peer's fails: EPIPE), and what came before is thrown away (descriptors in it too:
+ * the kernel closes those not taken). Never waits. */
+static void refuse(int sock)
+{
+	int32_t answer = -EPROTO;
+	char junk[sizeof(struct agent_hello)];
+
+	if (send(sock, &answer, sizeof(answer), MSG_NOSIGNAL) < 0) {
+		/* it is gone already */
+	}
+	shutdown(sock, SHUT_RD);
+	while (recv(sock, junk, sizeof(junk), MSG_DONTWAIT) > 0) {
+	}
+	close(sock);
 }
 
 void vm_welcome_agent(struct uzs_vm *vm, int sock)
@@ -82,13 +161,9 @@ void vm_welcome_agent(struct uzs_vm *vm, int sock)
 	int32_t answer;
 	int fd;
 
-	if (recv_hello(sock, &h, &fd, vm->agent_listen >= 0) < 0) {
+	if (recv_hello(vm, sock, &h, &fd) < 0) {
 		vm_count_refused_agent(vm);
-		answer = -EPROTO; /* not an agent of this build: it says so and ends */
-		if (send(sock, &answer, sizeof(answer), MSG_NOSIGNAL) < 0) {
-			/* it is gone already */
-		}
-		close(sock);
+		refuse(sock); /* not an agent of this build, or not ours: it says so and ends */
 		return;
 	}
 	r = (struct vm_remote){ .pid = h.pid, .fork_parent = h.fork_parent, .uffd = fd,

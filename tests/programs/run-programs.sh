@@ -126,20 +126,25 @@ kernel_mode_required() {
 	fi
 }
 
-# A stranger on the agents' socket (not an agent of this build, or no userfaultfd where
-# one belongs) gets a clear refusal, and uzswap keeps none of the descriptors it sent.
+# A bad hello on the agents' socket (not an agent of this build, no userfaultfd where one
+# belongs, another process's name) gets a clear refusal, and uzswap keeps none of the
+# descriptors it sent: from the program itself, which gets as far as the descriptor's
+# check, and from a process outside the program, refused before its hello is looked at.
 bad_hello_refused() {
-	local pid out i
+	local pid inside outside i
+	inside=$("$uz" run --memory-max 16M -- python3 "$here/bad_hello.py" inside 2>/dev/null)
 	"$uz" run --memory-max 16M -- sleep 5 2>/dev/null & pid=$!
 	for i in $(seq 50); do # until the program's own agent is in
 		"$uz" stat "$pid" 2>/dev/null | grep -q '^processes 1' && break
 		sleep 0.1
 	done
-	out=$(python3 "$here/bad_hello.py" "$pid")
-	out="$out $("$uz" stat "$pid" 2>/dev/null | grep '^agents_refused')"
+	outside=$(python3 "$here/bad_hello.py" "$pid")
+	outside="$outside $("$uz" stat "$pid" 2>/dev/null | grep '^agents_refused')"
 	kill "$pid"; wait "$pid"
-	echo "  $out"
-	[ "$out" = "wrong_magic -71 not_a_uffd -25 impostor -71 kept_fds 0 agents_refused 3" ]
+	echo "  inside: $inside"
+	echo "  outside: $outside"
+	[ "$inside" = "wrong_magic -71 not_a_uffd -25 impostor -71 kept_fds 0 agents_refused 3" ] &&
+		[ "$outside" = "wrong_magic -71 not_a_uffd -71 impostor -71 kept_fds 0 agents_refused 3" ]
 }
 
 # The fault thread is pinned alone to a CPU by default (when there are two or more; with

@@ -1435,9 +1435,28 @@ static int add_remote(struct uzs_vm *vm, const struct vm_remote *r, struct vm_sp
 	return 0;
 }
 
-static void answer_agent(int sock, int32_t answer)
+/* With the go-ahead a forked child gets its own userfaultfd (uffd >= 0), the one its fork
+ * event brought: held only here, it would be released if this process died, and the
+ * kernel would then fill the child's missing pages with zeros before its agent could end
+ * it; held by the child too, its faults wait until the agent does. */
+static void answer_agent(int sock, int32_t answer, int uffd)
 {
-	if (send(sock, &answer, sizeof(answer), MSG_NOSIGNAL) < 0) {
+	struct iovec io = { &answer, sizeof(answer) };
+	char ctl[CMSG_SPACE(sizeof(int))];
+	struct msghdr m = { .msg_iov = &io, .msg_iovlen = 1 };
+
+	if (uffd >= 0 && answer == 0) {
+		struct cmsghdr *c;
+
+		m.msg_control = ctl;
+		m.msg_controllen = sizeof(ctl);
+		c = CMSG_FIRSTHDR(&m);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(c), &uffd, sizeof(int));
+	}
+	if (sendmsg(sock, &m, MSG_NOSIGNAL) < 0) {
 		/* it is gone: its hang-up ends its space */
 	}
 }
@@ -1461,7 +1480,7 @@ int vm_attach_remote(struct uzs_vm *vm, const struct vm_remote *r)
 		if (s && !r->fork_parent)
 			s->dead = true; /* (a forked child keeps its space: its faults need it) */
 		pthread_mutex_unlock(&vm->lock);
-		answer_agent(r->sock, err);
+		answer_agent(r->sock, err, -1);
 		close(r->sock);
 		return err;
 	}
@@ -1469,7 +1488,8 @@ int vm_attach_remote(struct uzs_vm *vm, const struct vm_remote *r)
 	s->pins++;
 	pthread_mutex_unlock(&vm->lock);
 	err = vm_scan_maps(vm, s);
-	answer_agent(r->sock, err); /* the go-ahead, or the agent ends its process */
+	/* the go-ahead, or the agent ends its process */
+	answer_agent(r->sock, err, r->fork_parent ? s->uffd : -1);
 	pthread_mutex_lock(&vm->lock);
 	s->pins--;
 	s->sock = r->sock; /* only now: a request before the go-ahead would be read as it */

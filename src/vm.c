@@ -684,18 +684,23 @@ static void drop_page(void *arg, uint64_t pg, struct vpage *p)
 	p->qseq = 0;
 }
 
-/* munmap, madvise(DONTNEED/FREE/REMOVE): the pages are gone; so are their slots. */
-static void on_remove(struct vm_space *s, uintptr_t start, uintptr_t end, bool unmap)
+void space_forget(struct vm_space *s, uintptr_t start, uintptr_t end, bool unmap)
 {
 	struct drop_ctx c = { s, 0 };
 
-	pthread_mutex_lock(&s->vm->lock);
 	ptable_walk(&s->pt, start / VM_PAGE, end / VM_PAGE, drop_page, &c);
 	space_charge(s, -c.uncharge);
 	if (unmap)
 		intervals_remove(&s->registered, start, end);
 	if (s->self)
 		space_flush_discards(s);
+}
+
+/* munmap, madvise(DONTNEED/FREE/REMOVE): the pages are gone; so are their slots. */
+static void on_remove(struct vm_space *s, uintptr_t start, uintptr_t end, bool unmap)
+{
+	pthread_mutex_lock(&s->vm->lock);
+	space_forget(s, start, end, unmap);
 	pthread_mutex_unlock(&s->vm->lock);
 }
 
@@ -1487,6 +1492,8 @@ int vm_attach_remote(struct uzs_vm *vm, const struct vm_remote *r)
 	s->pid = r->pid;
 	s->pins++;
 	pthread_mutex_unlock(&vm->lock);
+	if (r->fork_parent)
+		vm_fork_trim(vm, s);
 	err = vm_scan_maps(vm, s);
 	/* the go-ahead, or the agent ends its process */
 	answer_agent(r->sock, err, r->fork_parent ? s->uffd : -1);

@@ -148,9 +148,53 @@ static int connect_holder(void)
 	return 0;
 }
 
+static void attach_fd(struct msghdr *m, char *ctl, size_t ctl_len, int fd)
+{
+	struct cmsghdr *c;
+
+	m->msg_control = ctl;
+	m->msg_controllen = ctl_len;
+	c = CMSG_FIRSTHDR(m);
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(c), &fd, sizeof(int));
+}
+
+/* The holder's answer; a forked child's go-ahead carries its own userfaultfd (*own_uffd,
+ * close-on-exec like the rest: an exec'd program starts afresh). 0 or -errno. */
+static int await_answer(int *own_uffd)
+{
+	int32_t answer = -EPROTO;
+	struct iovec io = { &answer, sizeof(answer) };
+	char ctl[CMSG_SPACE(sizeof(int))];
+	struct msghdr m = { .msg_iov = &io, .msg_iovlen = 1, .msg_control = ctl,
+			    .msg_controllen = sizeof(ctl) };
+	struct cmsghdr *c;
+	int fd = -1;
+
+	if (recvmsg(agent.sock, &m, MSG_CMSG_CLOEXEC) != sizeof(answer))
+		return -EPROTO;
+	c = CMSG_FIRSTHDR(&m);
+	if (c && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS)
+		memcpy(&fd, CMSG_DATA(c), sizeof(int));
+	if (!own_uffd) {
+		if (fd >= 0)
+			close(fd);
+		return answer;
+	}
+	if (answer == 0 && fd < 0)
+		answer = -EPROTO; /* a child without its descriptor could outlive the holder */
+	if (answer < 0 && fd >= 0)
+		close(fd);
+	*own_uffd = answer == 0 ? fd : -1;
+	return answer;
+}
+
 /* Hello, with the managed-ranges descriptor when there is one; waits for the go-ahead
- * (the holder has registered the process's memory by then). 0 or -errno. */
-static int hello(int uffd, pid_t fork_parent)
+ * (the holder has registered the process's memory by then). A forked child (own_uffd)
+ * gets its descriptor back with it. 0 or -errno. */
+static int hello(int uffd, pid_t fork_parent, int *own_uffd)
 {
 	struct agent_hello h = {
 		.magic = AGENT_MAGIC, .pid = getpid(), .fork_parent = fork_parent,
@@ -161,24 +205,12 @@ static int hello(int uffd, pid_t fork_parent)
 	struct iovec io = { &h, sizeof(h) };
 	char ctl[CMSG_SPACE(sizeof(int))];
 	struct msghdr m = { .msg_iov = &io, .msg_iovlen = 1 };
-	int32_t answer = -EPROTO;
 
-	if (uffd >= 0) {
-		struct cmsghdr *c;
-
-		m.msg_control = ctl;
-		m.msg_controllen = sizeof(ctl);
-		c = CMSG_FIRSTHDR(&m);
-		c->cmsg_level = SOL_SOCKET;
-		c->cmsg_type = SCM_RIGHTS;
-		c->cmsg_len = CMSG_LEN(sizeof(int));
-		memcpy(CMSG_DATA(c), &uffd, sizeof(int));
-	}
+	if (uffd >= 0)
+		attach_fd(&m, ctl, sizeof(ctl), uffd);
 	if (sendmsg(agent.sock, &m, MSG_NOSIGNAL) < 0)
 		return -errno;
-	if (recv(agent.sock, &answer, sizeof(answer), 0) != sizeof(answer))
-		return -EPROTO;
-	return answer;
+	return await_answer(own_uffd);
 }
 
 static int setup_staging(void)
@@ -245,9 +277,13 @@ static void after_fork_parent(void)
 	pthread_mutex_unlock(&agent.fork_lock);
 }
 
-/* A forked child: its holder already has its managed-ranges descriptor (from the fork
- * event); it needs a staging range registered anew (the parent's registration is not
- * inherited), a connection and a thread. 0, or where it failed and -errno. */
+/* A forked child: its holder has its managed-ranges descriptor from the fork event, and
+ * hands it back with the go-ahead; it needs a staging range registered anew (the
+ * parent's registration is not inherited), a connection and a thread. Until the
+ * go-ahead only the holder holds that descriptor: if the holder dies meanwhile the
+ * kernel lets go of the child's ranges, but no code of the program has run yet, and the
+ * hello fails, which ends the process under uzswap run (library mode lets it go on
+ * alone, as with a holder that refuses it). 0, or where it failed and -errno. */
 static int become_child_agent(pid_t parent, const char **what)
 {
 	int r;
@@ -259,7 +295,7 @@ static int become_child_agent(pid_t parent, const char **what)
 		return *what = "staging range", r;
 	if ((r = connect_holder()) < 0)
 		return *what = "cannot reach the process holding its memory", r;
-	if ((r = hello(-1, parent)) < 0)
+	if ((r = hello(-1, parent, &agent.managed_uffd)) < 0)
 		return *what = "refused by the process holding its memory", r;
 	/* accepted: from now on its pages may be moved out, and only a thread of ours can
 	 * keep them coming back (going on alone, the holder would let go of its memory
@@ -279,7 +315,7 @@ static void after_fork_child(void)
 
 	pthread_mutex_init(&agent.fork_lock, NULL);
 	agent.forks = 0; /* a new process to the holder */
-	close_fd(&agent.managed_uffd); /* the parent's: the child's came with the fork event */
+	close_fd(&agent.managed_uffd); /* the parent's: the child's comes with the go-ahead */
 	close_fd(&agent.staging_uffd);
 	close_fd(&agent.sock);
 	if (!agent.name[0] || !agent.staging)
@@ -292,6 +328,7 @@ static void after_fork_child(void)
 		return;
 	if (!agent.lenient)
 		fail(what, -r);
+	close_fd(&agent.managed_uffd);
 	close_fd(&agent.staging_uffd);
 	close_fd(&agent.sock);
 	agent.name[0] = '\0'; /* and its own children go on alone too */
@@ -319,7 +356,7 @@ void agent_start_process(const char *name)
 		fail("userfaultfd", -uffd);
 	if ((r = connect_holder()) < 0)
 		fail("cannot reach uzswap run", -r);
-	if ((r = hello(uffd, 0)) < 0)
+	if ((r = hello(uffd, 0, NULL)) < 0)
 		fail("uzswap run refused this process", -r);
 	agent.managed_uffd = uffd; /* the supervisor has its own copy */
 	if ((r = start_thread()) < 0)

@@ -13,16 +13,20 @@
 #include <stdint.h>
 
 #define AGENT_ENV_SOCKET "UZSWAP_AGENT_SOCKET"
-/* "uzs" and the protocol's version, 3: a new layout of any message takes a new one, so an
+/* "uzs" and the protocol's version, 4: a new layout of any message takes a new one, so an
  * agent and a holder of different builds refuse each other at hello */
-#define AGENT_MAGIC 0x757a7303u
+#define AGENT_MAGIC 0x757a7304u
 #define AGENT_BATCH 64u         /* pages per request */
 #define AGENT_PAGE 4096u
 #define AGENT_STAGING_SLOTS 1024u
 #define AGENT_STACK_BYTES (256u << 10)
 
 /* First message of a process, with its managed-ranges userfaultfd attached (none after a
- * fork: the supervisor already has the child's from the fork event). */
+ * fork: the supervisor already has the child's from the fork event). The answer is an
+ * int32_t: 0 (go-ahead) or -errno. A forked child's go-ahead carries its userfaultfd
+ * (SCM_RIGHTS), so that the child holds its own: the kernel lets go of a process's
+ * ranges when the last descriptor is closed, and would fill its missing pages with
+ * zeros if the holder's were the only one and the holder died. */
 struct agent_hello {
 	uint32_t magic;
 	int32_t pid;

@@ -684,18 +684,23 @@ static void drop_page(void *arg, uint64_t pg, struct vpage *p)
 	p->qseq = 0;
 }
 
-/* munmap, madvise(DONTNEED/FREE/REMOVE): the pages are gone; so are their slots. */
-static void on_remove(struct vm_space *s, uintptr_t start, uintptr_t end, bool unmap)
+void space_forget(struct vm_space *s, uintptr_t start, uintptr_t end, bool unmap)
 {
 	struct drop_ctx c = { s, 0 };
 
-	pthread_mutex_lock(&s->vm->lock);
 	ptable_walk(&s->pt, start / VM_PAGE, end / VM_PAGE, drop_page, &c);
 	space_charge(s, -c.uncharge);
 	if (unmap)
 		intervals_remove(&s->registered, start, end);
 	if (s->self)
 		space_flush_discards(s);
+}
+
+/* munmap, madvise(DONTNEED/FREE/REMOVE): the pages are gone; so are their slots. */
+static void on_remove(struct vm_space *s, uintptr_t start, uintptr_t end, bool unmap)
+{
+	pthread_mutex_lock(&s->vm->lock);
+	space_forget(s, start, end, unmap);
 	pthread_mutex_unlock(&s->vm->lock);
 }
 
@@ -1435,9 +1440,28 @@ static int add_remote(struct uzs_vm *vm, const struct vm_remote *r, struct vm_sp
 	return 0;
 }
 
-static void answer_agent(int sock, int32_t answer)
+/* With the go-ahead a forked child gets its own userfaultfd (uffd >= 0), the one its fork
+ * event brought: held only here, it would be released if this process died, and the
+ * kernel would then fill the child's missing pages with zeros before its agent could end
+ * it; held by the child too, its faults wait until the agent does. */
+static void answer_agent(int sock, int32_t answer, int uffd)
 {
-	if (send(sock, &answer, sizeof(answer), MSG_NOSIGNAL) < 0) {
+	struct iovec io = { &answer, sizeof(answer) };
+	char ctl[CMSG_SPACE(sizeof(int))];
+	struct msghdr m = { .msg_iov = &io, .msg_iovlen = 1 };
+
+	if (uffd >= 0 && answer == 0) {
+		struct cmsghdr *c;
+
+		m.msg_control = ctl;
+		m.msg_controllen = sizeof(ctl);
+		c = CMSG_FIRSTHDR(&m);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(c), &uffd, sizeof(int));
+	}
+	if (sendmsg(sock, &m, MSG_NOSIGNAL) < 0) {
 		/* it is gone: its hang-up ends its space */
 	}
 }
@@ -1461,15 +1485,18 @@ int vm_attach_remote(struct uzs_vm *vm, const struct vm_remote *r)
 		if (s && !r->fork_parent)
 			s->dead = true; /* (a forked child keeps its space: its faults need it) */
 		pthread_mutex_unlock(&vm->lock);
-		answer_agent(r->sock, err);
+		answer_agent(r->sock, err, -1);
 		close(r->sock);
 		return err;
 	}
 	s->pid = r->pid;
 	s->pins++;
 	pthread_mutex_unlock(&vm->lock);
+	if (r->fork_parent)
+		vm_fork_trim(vm, s);
 	err = vm_scan_maps(vm, s);
-	answer_agent(r->sock, err); /* the go-ahead, or the agent ends its process */
+	/* the go-ahead, or the agent ends its process */
+	answer_agent(r->sock, err, r->fork_parent ? s->uffd : -1);
 	pthread_mutex_lock(&vm->lock);
 	s->pins--;
 	s->sock = r->sock; /* only now: a request before the go-ahead would be read as it */

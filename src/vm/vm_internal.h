@@ -185,6 +185,9 @@ void vm_forks_resume_all(void);
 void vm_forks_forget_all(void);
 void space_charge(struct vm_space *s, long nr);
 void space_enqueue(struct vm_space *s, uint64_t pg, struct vpage *p, bool active);
+/* Drop the record of the pages in [start, end) (their slots, their charge), and with
+ * unmap the range's registration; vm->lock held. */
+void space_forget(struct vm_space *s, uintptr_t start, uintptr_t end, bool unmap);
 int intervals_add(struct intervals *iv, uintptr_t start, uintptr_t end);
 void intervals_remove(struct intervals *iv, uintptr_t start, uintptr_t end);
 bool intervals_overlap(const struct intervals *iv, uintptr_t start, uintptr_t end);
@@ -197,6 +200,11 @@ int space_read_staged(struct vm_space *s, unsigned slot, void *buf);
 /* vm_agents.c */
 int vm_children_listen(struct uzs_vm *vm);
 void vm_children_stop(struct uzs_vm *vm);
+
+/* vm_fork.c */
+/* A forked child saying hello (stopped until its go-ahead): forget what its fork event
+ * recorded of ranges the kernel did not copy into it as they were. */
+void vm_fork_trim(struct uzs_vm *vm, struct vm_space *s);
 
 /* vm_evict.c */
 /* This process's forks so far, counted from the first call (its own space's moves are

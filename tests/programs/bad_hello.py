@@ -10,7 +10,20 @@ import socket
 import struct
 import sys
 
-MAGIC = 0x757A7303  # src/agent_proto.h
+
+
+def protocol_magic():
+    """AGENT_MAGIC as src/agent/agent_proto.h defines it, so a new protocol version
+    keeps these hellos well-formed (right magic) where they are meant to be."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    with open(os.path.join(here, "../../src/agent/agent_proto.h")) as f:
+        for line in f:
+            if line.startswith("#define AGENT_MAGIC "):
+                return int(line.split()[2].rstrip("uU"), 16)
+    raise SystemExit("AGENT_MAGIC not found")
+
+
+MAGIC = protocol_magic()
 inside = sys.argv[1] == "inside"
 uz = os.getppid() if inside else int(sys.argv[1])
 

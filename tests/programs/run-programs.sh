@@ -133,8 +133,8 @@ kernel_mode_required() {
 bad_hello_refused() {
 	local pid inside outside i
 	inside=$("$uz" run --memory-max 16M -- python3 "$here/bad_hello.py" inside 2>/dev/null)
-	"$uz" run --memory-max 16M -- sleep 5 2>/dev/null & pid=$!
-	for i in $(seq 50); do # until the program's own agent is in
+	"$uz" run --memory-max 16M -- sleep 60 2>/dev/null & pid=$! # ended below
+	for i in $(seq 150); do # until the program's own agent is in (slow on a loaded machine)
 		"$uz" stat "$pid" 2>/dev/null | grep -q '^processes 1' && break
 		sleep 0.1
 	done

@@ -1,7 +1,8 @@
 # SIGTERM to uzswap run reaches every process of the program: with the top process
 # waiting for its forked children, and with the top process gone and only the children
-# left. Each time the program's processes are gone within 3 s, uzswap exits within 10 s
-# (its own shutdown takes a second or more on a loaded machine) as the top process did
+# left. Each time the program's processes are gone within 3 s, uzswap exits within 20 s
+# (its own shutdown takes from under a second to 8 s on a loaded machine; before, it
+# did not end at all) as the top process did
 # (143: killed by SIGTERM; 0: it had exited), and no process of the program is left.
 
 # The pids in a file still running with the tag in their environment (not zombies).
@@ -31,7 +32,7 @@ signal_case() {
 		grep -vx "$pid" >"$work/pids"
 	t0=$(date +%s%N)
 	kill -TERM "$pid"
-	while [ "$(ms_since "$t0")" -lt 15000 ]; do
+	while [ "$(ms_since "$t0")" -lt 30000 ]; do
 		[ -z "$gone_ms" ] && [ -z "$(tagged_alive "$work/pids" "$tag")" ] && gone_ms=$(ms_since "$t0")
 		kill -0 "$pid" 2>/dev/null || break
 		sleep 0.05
@@ -51,7 +52,7 @@ signal_case() {
 		case_fail "$name" "exit $rc, not $want; $(head -c 200 "$work/err")"
 	elif [ -n "$left" ]; then
 		case_fail "$name" "processes left behind:$left"
-	elif [ -z "$gone_ms" ] || [ "$gone_ms" -gt 3000 ] || [ "$end_ms" -gt 10000 ]; then
+	elif [ -z "$gone_ms" ] || [ "$gone_ms" -gt 3000 ] || [ "$end_ms" -gt 20000 ]; then
 		case_fail "$name" "processes gone ${gone_ms:-never} ms, uzswap $end_ms ms after SIGTERM"
 	else
 		case_ok "$name" "gone in $gone_ms ms, uzswap in $end_ms ms"

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Measures the engine's targets as ratios within one invocation and prints them with the
-# target each must meet. Not a test: timings are noisy, so run it on a quiet machine and
-# record the figures in bench/README.md. Usage: bench/check.sh [ROUNDS] (default 3; the
-# median round is reported).
+# target each must meet: store and load cost against the raw library calls, scaling from
+# 1 to 2 threads, pool efficiency, writeback with a 2 MiB pool for every compressor, the
+# cost of groups, and multi-page runs against single pages. Not a test: timings are
+# noisy, so run it on a quiet machine and record the figures in bench/README.md.
+# Usage: bench/check.sh [ROUNDS] (default 3; the median round is reported).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 make -s -j"$(nproc)" build/uzswap
@@ -37,8 +39,9 @@ for c in lz4 zstd lzo deflate; do
 	printf '%-8s 2M pool: ratio %s, written_back_pages %s, mismatches %s\n' "$c" \
 		"$(field ratio "$out")" "$(field written_back_pages "$out")" "$(field mismatches "$out")"
 done
-# Groups (issue 3): the same run with the pages spread over 1000 groups against 1 group,
-# each normalized by its own raw library time so that machine noise cancels.
+# Groups: the cost of charging pages to groups below the root, the same run with the pages
+# spread over 1000 groups against 1 group, also each normalized by its own raw library
+# time so that machine noise cancels.
 g_store=() g_load=() g_store_n=() g_load_n=()
 for ((r = 0; r < rounds; r++)); do
 	one=$($uz bench --compressor lz4 --groups 1 --json)
@@ -57,7 +60,8 @@ printf 'load_us 1000 groups / 1 group  %s (target <= 1.10)   rounds: %s\n' \
 	"$(printf '%s\n' "${g_load[@]}" | median)" "${g_load[*]}"
 printf '  normalized by raw library time: store %s, load %s\n' \
 	"$(printf '%s\n' "${g_store_n[@]}" | median)" "$(printf '%s\n' "${g_load_n[@]}" | median)"
-# Runs (issue 4): per-page cost of runs of 16 against single pages, same process.
+# Multi-page runs: per-page cost of runs of 16 pages against single pages, alternated in
+# one process (uzswap bench --run-pages reports the medians of its rounds).
 r_store=() r_load=()
 for ((r = 0; r < rounds; r++)); do
 	run=$($uz bench --compressor lz4 --run-pages 16 --json)

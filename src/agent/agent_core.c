@@ -15,7 +15,9 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
+#include <linux/futex.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -36,11 +38,18 @@ struct agent_state {
 	unsigned armed;            /* library: vms with children to take, now */
 	void (*holder_before_fork)(void), (*holder_in_child)(void); /* the armed vm's */
 	char name[108];            /* the holder's abstract socket; "" for none */
+	/* The hello the agent thread makes for the thread that loaded the agent or forked:
+	 * the descriptor it hands over, the parent of a forked child, and the answer
+	 * (HELLO_PENDING until then; a futex). */
+	int hello_uffd;
+	pid_t hello_parent;
+	int hello_result;
 };
 static struct agent_state agent __attribute__((section(".data"))) = {
 	.managed_uffd = -1, .staging_uffd = -1, .sock = -1,
-	.fork_lock = PTHREAD_MUTEX_INITIALIZER,
+	.fork_lock = PTHREAD_MUTEX_INITIALIZER, .hello_uffd = -1,
 };
+#define HELLO_PENDING 1 /* answers are 0 or -errno */
 static pthread_once_t fork_handlers_once = PTHREAD_ONCE_INIT;
 
 static void fail(const char *what, int err)
@@ -125,6 +134,41 @@ static void *agent_main(void *arg)
 			kill(getpid(), SIGKILL);
 	}
 	return NULL;
+}
+
+static void hello_done(int r)
+{
+	__atomic_store_n(&agent.hello_result, r, __ATOMIC_RELEASE);
+	syscall(SYS_futex, &agent.hello_result, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+}
+
+static int hello(int uffd, pid_t fork_parent, int *own_uffd);
+
+/* The hello is the agent thread's, made before the process depends on the holder: from
+ * the go-ahead on (a forked child then holds its own descriptor), a holder that dies
+ * leaves faults waiting, and only this thread can then end the process; created after
+ * the go-ahead, its creation (the C library allocates) could wait on such a fault
+ * forever. */
+static void *agent_first(void *arg)
+{
+	pid_t parent = agent.hello_parent;
+	int own = -1, r = hello(agent.hello_uffd, parent, parent ? &own : NULL);
+
+	if (r == 0 && parent)
+		agent.managed_uffd = own;
+	hello_done(r);
+	return r == 0 ? agent_main(arg) : NULL;
+}
+
+/* The answer the agent thread got (the waiting thread touches only the agent's state). */
+static int await_hello(void)
+{
+	int r;
+
+	while ((r = __atomic_load_n(&agent.hello_result, __ATOMIC_ACQUIRE)) == HELLO_PENDING)
+		syscall(SYS_futex, &agent.hello_result, FUTEX_WAIT_PRIVATE, HELLO_PENDING, NULL,
+			NULL, 0);
+	return r;
 }
 
 static int connect_holder(void)
@@ -227,23 +271,28 @@ static int setup_staging(void)
 	return 0;
 }
 
-static int start_thread(void)
+/* The agent thread, which says hello (uffd: the descriptor to hand over, fork_parent:
+ * a forked child's parent) and then serves the holder; 0 or -errno once answered. */
+static int start_agent(int uffd, pid_t fork_parent)
 {
 	pthread_attr_t attr;
 	pthread_t t;
 	sigset_t all, old;
 	int r;
 
+	agent.hello_uffd = uffd;
+	agent.hello_parent = fork_parent;
+	agent.hello_result = HELLO_PENDING;
 	pthread_attr_init(&attr);
 	if (agent.stack) /* else the C library's: in library mode no stack is managed */
 		pthread_attr_setstack(&attr, agent.stack, AGENT_STACK_BYTES);
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
 	sigfillset(&all); /* the program's signals are for its own threads */
 	pthread_sigmask(SIG_SETMASK, &all, &old);
-	r = pthread_create(&t, &attr, agent_main, NULL);
+	r = pthread_create(&t, &attr, agent_first, NULL);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	pthread_attr_destroy(&attr);
-	return -r;
+	return r ? -r : await_hello();
 }
 
 static void *map_anon(size_t bytes)
@@ -295,13 +344,11 @@ static int become_child_agent(pid_t parent, const char **what)
 		return *what = "staging range", r;
 	if ((r = connect_holder()) < 0)
 		return *what = "cannot reach the process holding its memory", r;
-	if ((r = hello(-1, parent, &agent.managed_uffd)) < 0)
+	/* once accepted its pages may be moved out, and only the agent thread can keep
+	 * them coming back (going on alone, the holder would let go of its memory when the
+	 * connection drops) */
+	if ((r = start_agent(-1, parent)) < 0)
 		return *what = "refused by the process holding its memory", r;
-	/* accepted: from now on its pages may be moved out, and only a thread of ours can
-	 * keep them coming back (going on alone, the holder would let go of its memory
-	 * when the connection drops) */
-	if ((r = start_thread()) < 0)
-		fail("agent thread", -r);
 	return 0;
 }
 
@@ -356,11 +403,9 @@ void agent_start_process(const char *name)
 		fail("userfaultfd", -uffd);
 	if ((r = connect_holder()) < 0)
 		fail("cannot reach uzswap run", -r);
-	if ((r = hello(uffd, 0, NULL)) < 0)
+	if ((r = start_agent(uffd, 0)) < 0)
 		fail("uzswap run refused this process", -r);
 	agent.managed_uffd = uffd; /* the supervisor has its own copy */
-	if ((r = start_thread()) < 0)
-		fail("agent thread", -r);
 	pthread_once(&fork_handlers_once, install_fork_handlers);
 }
 

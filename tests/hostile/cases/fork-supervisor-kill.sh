@@ -62,6 +62,7 @@ fork_kill_why=""
 for ((round = 1; round <= fork_kill_rounds; round++)); do
 	fork_kill_why=$(kill_round "$round")
 	[ -n "$fork_kill_why" ] && break
+	echo "  round $round: the program's processes ended, no wrong data"
 done
 if [ -n "$fork_kill_why" ]; then
 	case_fail fork-supervisor-kill "round $round of $fork_kill_rounds: $fork_kill_why"

@@ -26,7 +26,7 @@ LDLIBS := -llz4 -lzstd -llzo2 -lz -lsodium -pthread
 
 LIB_SRC := $(wildcard src/*.c)
 LIB_OBJ := $(LIB_SRC:src/%.c=$(BUILD)/obj/%.o)
-TOOL_SRC := $(filter-out tools/agent.c,$(wildcard tools/*.c))
+TOOL_SRC := $(filter-out tools/agent.c tools/agent_exec.c,$(wildcard tools/*.c))
 TOOL_OBJ := $(TOOL_SRC:tools/%.c=$(BUILD)/obj/tools/%.o)
 # Tests that need the fault-injection build run only there; the rest everywhere else.
 FAULT_TEST_SRC := tests/test_faults.c tests/test_races.c tests/test_vm_races.c
@@ -58,13 +58,14 @@ $(BUILD)/uzswap: $(TOOL_OBJ) $(BUILD)/libuzswap.a
 # The agent `uzswap run` preloads into programs: plain (no sanitizer runtime to impose
 # on them) and free of the engine. Bound at load (-z now): lazy binding would make its
 # thread read the dynamic linker's data, which may be evicted while it works.
-# Only mmap is exported (-fvisibility=hidden), so the agent keeps its own state even in a
-# program linking libuzswap.a, which has the same agent_core.
-AGENT_SRC := tools/agent.c src/agent_core.c src/uffd.c
-$(BUILD)/libuzswap-agent.so: $(AGENT_SRC) src/agent_core.h src/uffd.h src/agent_proto.h
+# Only mmap and the exec family are exported (-fvisibility=hidden), so the agent keeps its
+# own state even in a program linking libuzswap.a, which has the same agent_core.
+AGENT_SRC := tools/agent.c tools/agent_exec.c src/agent_core.c src/uffd.c src/exec_check.c
+$(BUILD)/libuzswap-agent.so: $(AGENT_SRC) src/agent_core.h src/uffd.h src/agent_proto.h \
+		src/exec_check.h tools/agent_exec.h
 	@mkdir -p $(dir $@)
 	$(CC) -O2 -g -std=gnu11 -Wall -Wextra -Werror -fPIC -shared -pthread -Wl,-z,now \
-		-fvisibility=hidden -Isrc $(AGENT_SRC) -o $@
+		-fvisibility=hidden -Isrc -Itools $(AGENT_SRC) -o $@
 
 $(BUILD)/test_%: tests/test_%.c $(wildcard tests/*.h) $(BUILD)/libuzswap.a
 	$(CC) $(CFLAGS) $(LDFLAGS) $< $(BUILD)/libuzswap.a -o $@ $(LDLIBS)

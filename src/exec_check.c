@@ -47,50 +47,114 @@ static const char *privileged(int fd, const struct stat *st)
 	return NULL;
 }
 
-/* Whether the program headers name an interpreter (the dynamic loader). */
-static bool has_interp(int fd, uint64_t phoff, unsigned phnum, unsigned phentsize)
+struct phdrs {
+	uint64_t off;
+	unsigned num, entsize;
+	bool is64;
+};
+
+/* A program header's p_type, p_offset and p_filesz, whichever the class. */
+static void phdr_fields(const unsigned char *p, bool is64, uint32_t *type, uint64_t *off,
+			uint64_t *size)
+{
+	if (is64) {
+		Elf64_Phdr h;
+
+		memcpy(&h, p, sizeof(h));
+		*type = h.p_type, *off = h.p_offset, *size = h.p_filesz;
+	} else {
+		Elf32_Phdr h;
+
+		memcpy(&h, p, sizeof(h));
+		*type = h.p_type, *off = h.p_offset, *size = h.p_filesz;
+	}
+}
+
+/* Whether the dynamic section at off names the object (DT_SONAME). */
+static bool has_soname(int fd, uint64_t off, uint64_t size, bool is64)
 {
 	unsigned char buf[4096];
-	unsigned per = phentsize ? (unsigned)sizeof(buf) / phentsize : 0;
+	size_t ent = is64 ? sizeof(Elf64_Dyn) : sizeof(Elf32_Dyn);
+	ssize_t got = pread(fd, buf, size < sizeof(buf) ? size : sizeof(buf), (off_t)off);
 
-	for (unsigned i = 0; per && i < phnum; i += per) {
-		unsigned n = phnum - i < per ? phnum - i : per;
-		ssize_t got = pread(fd, buf, (size_t)n * phentsize, (off_t)(phoff + (uint64_t)i * phentsize));
+	for (size_t i = 0; got > 0 && (i + 1) * ent <= (size_t)got; i++) {
+		int64_t tag;
 
-		for (unsigned j = 0; got > 0 && j < n && (j + 1) * phentsize <= (size_t)got; j++) {
-			uint32_t type; /* p_type leads both classes' program headers */
+		if (is64) {
+			Elf64_Dyn d;
 
-			memcpy(&type, buf + (size_t)j * phentsize, sizeof(type));
-			if (type == PT_INTERP)
-				return true;
+			memcpy(&d, buf + i * ent, sizeof(d));
+			tag = d.d_tag;
+		} else {
+			Elf32_Dyn d;
+
+			memcpy(&d, buf + i * ent, sizeof(d));
+			tag = d.d_tag;
 		}
-		if (got <= 0)
+		if (tag == DT_SONAME)
+			return true;
+		if (tag == DT_NULL)
 			break;
 	}
 	return false;
 }
 
-/* An executable ELF without PT_INTERP is static (static-pie too). Anything the kernel
+/* Dynamically linked: the program headers name an interpreter, or it is a shared object
+ * run as a program, which only the dynamic loader itself can be (ld.so, as ldd runs it;
+ * it preloads like any). A static-pie has a dynamic section too, but no name. */
+static bool is_dynamic(int fd, const struct phdrs *ph)
+{
+	unsigned char buf[4096];
+	size_t want = ph->is64 ? sizeof(Elf64_Phdr) : sizeof(Elf32_Phdr);
+	unsigned per = ph->entsize >= want ? (unsigned)sizeof(buf) / ph->entsize : 0;
+	uint64_t dyn_off = 0, dyn_size = 0;
+
+	for (unsigned i = 0; per && i < ph->num; i += per) {
+		unsigned n = ph->num - i < per ? ph->num - i : per;
+		ssize_t got = pread(fd, buf, (size_t)n * ph->entsize,
+				    (off_t)(ph->off + (uint64_t)i * ph->entsize));
+
+		if (got <= 0)
+			break;
+		for (unsigned j = 0; j < n && (size_t)j * ph->entsize + want <= (size_t)got; j++) {
+			uint32_t type;
+			uint64_t off, size;
+
+			phdr_fields(buf + (size_t)j * ph->entsize, ph->is64, &type, &off, &size);
+			if (type == PT_INTERP)
+				return true;
+			if (type == PT_DYNAMIC)
+				dyn_off = off, dyn_size = size;
+		}
+	}
+	return dyn_size && has_soname(fd, dyn_off, dyn_size, ph->is64);
+}
+
+/* An executable ELF that is not dynamic is static (static-pie too). Anything the kernel
  * would not run is let through: exec gives its own error. */
 static const char *check_elf(int fd, const unsigned char *head, size_t len)
 {
+	struct phdrs ph;
+	unsigned type;
+
 	if (head[EI_CLASS] == ELFCLASS64 && len >= sizeof(Elf64_Ehdr)) {
 		Elf64_Ehdr e;
 
 		memcpy(&e, head, sizeof(e));
-		if (e.e_type != ET_EXEC && e.e_type != ET_DYN)
-			return NULL;
-		return has_interp(fd, e.e_phoff, e.e_phnum, e.e_phentsize) ? NULL : WHY_STATIC;
-	}
-	if (head[EI_CLASS] == ELFCLASS32 && len >= sizeof(Elf32_Ehdr)) {
+		ph = (struct phdrs){ e.e_phoff, e.e_phnum, e.e_phentsize, true };
+		type = e.e_type;
+	} else if (head[EI_CLASS] == ELFCLASS32 && len >= sizeof(Elf32_Ehdr)) {
 		Elf32_Ehdr e;
 
 		memcpy(&e, head, sizeof(e));
-		if (e.e_type != ET_EXEC && e.e_type != ET_DYN)
-			return NULL;
-		return has_interp(fd, e.e_phoff, e.e_phnum, e.e_phentsize) ? NULL : WHY_STATIC;
+		ph = (struct phdrs){ e.e_phoff, e.e_phnum, e.e_phentsize, false };
+		type = e.e_type;
+	} else {
+		return NULL;
 	}
-	return NULL;
+	if (type != ET_EXEC && type != ET_DYN)
+		return NULL;
+	return is_dynamic(fd, &ph) ? NULL : WHY_STATIC;
 }
 
 /* A script runs its interpreter, with the interpreter's privileges (the kernel ignores

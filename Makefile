@@ -28,10 +28,12 @@ LIB_CFLAGS := -include src/common/fault.h
 endif
 LDLIBS := -llz4 -lzstd -llzo2 -lz -lsodium -pthread
 
-# src/agent/preload.c is the preloaded agent's entry point: in the agent .so only.
-# src/engine/test_hooks.c reaches inside the engine for the tests: in their copy only.
+# src/agent/preload.c and agent_exec.c are the preloaded agent's entry points (mmap and the
+# exec family): in the agent .so only. src/engine/test_hooks.c reaches inside the engine
+# for the tests: in their copy only.
+AGENT_ONLY_SRC := src/agent/preload.c src/agent/agent_exec.c
 TEST_HOOKS_SRC := src/engine/test_hooks.c
-LIB_SRC := $(filter-out src/agent/preload.c $(TEST_HOOKS_SRC),$(wildcard $(SUBSYSTEMS:%=src/%/*.c)))
+LIB_SRC := $(filter-out $(AGENT_ONLY_SRC) $(TEST_HOOKS_SRC),$(wildcard $(SUBSYSTEMS:%=src/%/*.c)))
 LIB_HDR := $(wildcard $(SUBSYSTEMS:%=src/%/*.h)) $(wildcard include/*.h)
 LIB_OBJ := $(LIB_SRC:src/%.c=$(BUILD)/obj/%.o)
 TOOL_SRC := $(wildcard tools/*.c)
@@ -93,9 +95,9 @@ $(BUILD)/uzswap: $(TOOL_OBJ) $(BUILD)/libuzswap-internal.a
 # The agent `uzswap run` preloads into programs: plain (no sanitizer runtime to impose
 # on them) and free of the engine. Bound at load (-z now): lazy binding would make its
 # thread read the dynamic linker's data, which may be evicted while it works.
-# Only mmap is exported (-fvisibility=hidden), so the agent keeps its own state even in a
-# program linking libuzswap.a, which has the same agent_core.
-AGENT_SRC := src/agent/preload.c src/agent/agent_core.c src/agent/uffd.c
+# Only mmap and the exec family are exported (-fvisibility=hidden), so the agent keeps its
+# own state even in a program linking libuzswap.a, which has the same agent_core.
+AGENT_SRC := $(AGENT_ONLY_SRC) src/agent/agent_core.c src/agent/uffd.c src/agent/exec_check.c
 $(BUILD)/libuzswap-agent.so: $(AGENT_SRC) $(wildcard src/agent/*.h src/common/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) -O2 -g -std=gnu11 -Wall -Wextra -Werror -fPIC -shared -pthread -Wl,-z,now \

@@ -59,8 +59,9 @@ struct uzs_config {
 	bool exclusive_loads;
 	/* write back proactively when the system runs low on memory (kernel default off) */
 	bool shrinker_enabled;
-	/* where the swap file lives; it is created 0600 and unlinked at once, so nothing is
-	 * left behind. NULL: a fresh file in $UZSWAP_DIR, $TMPDIR or /var/tmp. */
+	/* where the swap file lives: a directory (the file gets no name there) or the path
+	 * of a new file (created 0600 and unlinked at once; an existing one is refused), so
+	 * nothing is left behind. NULL: a nameless file in $UZSWAP_DIR, $TMPDIR or /var/tmp. */
 	const char *swapfile_path;
 	/* swap file size in bytes (sparse); 0 = 4 GiB. Bounds the number of swapped pages. */
 	uint64_t swapfile_bytes;

@@ -237,6 +237,39 @@ static void default_file_is_nameless_and_private(void)
 	uzs_close(uzs);
 }
 
+/* swapfile_path may name a directory, as --swapfile documents: the file goes there,
+ * nameless; an existing file is refused rather than overwritten. */
+static void path_may_be_a_directory(void)
+{
+	char dir[] = "/var/tmp/uzs-dir.XXXXXX", file[64];
+	struct uzs_config c;
+	struct uzs *uzs = NULL;
+	struct stat st, dst;
+	int fd;
+
+	CHECK(mkdtemp(dir) != NULL);
+	uzs_config_init(&c);
+	c.swapfile_path = dir;
+	c.swapfile_bytes = 16ull << 20;
+	CHECK_EQ(uzs_open(&c, &uzs), 0);
+	if (uzs) {
+		CHECK_EQ(fstat(uzs_test_swapfile_fd(uzs), &st), 0);
+		CHECK_EQ(stat(dir, &dst), 0);
+		CHECK_EQ(st.st_dev, dst.st_dev); /* in that directory's file system */
+		CHECK_EQ(st.st_nlink, 0);
+		uzs_close(uzs);
+	}
+	CHECK_EQ(rmdir(dir), 0); /* nothing left in it */
+	snprintf(file, sizeof(file), "%s.file", dir);
+	fd = open(file, O_CREAT | O_WRONLY, 0600);
+	CHECK(fd >= 0);
+	close(fd);
+	c.swapfile_path = file;
+	uzs = NULL;
+	CHECK_EQ(uzs_open(&c, &uzs), -EEXIST);
+	CHECK_EQ(unlink(file), 0);
+}
+
 int main(void)
 {
 	corpus = corpus_load(&corpus_pages);
@@ -248,6 +281,7 @@ int main(void)
 	RUN(encrypted_page_moved_to_another_slot_is_eio);
 	RUN(encrypted_file_holds_no_plain_page);
 	RUN(default_file_is_nameless_and_private);
+	RUN(path_may_be_a_directory);
 	free(corpus);
 	return CHECK_DONE();
 }

@@ -24,6 +24,7 @@
 #include <sys/socket.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -32,6 +33,7 @@
 
 #include "agent_proto.h"
 #include "cli.h"
+#include "exec_check.h"
 #include "uffd.h"
 #include "uzswap.h"
 #include "vm.h"
@@ -41,7 +43,7 @@ struct run_opts {
 	const char *compressor;
 	const char *swapfile;
 	const char *stats_file;
-	bool memory_default, compressor_default;
+	bool memory_default, memory_all_ram, compressor_default;
 	bool no_pin;
 };
 
@@ -55,6 +57,7 @@ struct run {
 	volatile bool done;
 	_Atomic unsigned long stat_refused; /* stat requests from other users */
 	long peak_rss_kb; /* the program's, at exit (getrusage's ru_maxrss) */
+	const struct run_opts *opts;
 	struct timespec started;
 };
 
@@ -70,30 +73,64 @@ static void run_usage(FILE *out)
 	      "Runs CMD (a dynamically linked program) with its anonymous memory - heap and\n"
 	      "anonymous mappings, whatever allocator it uses, in it and every process it forks\n"
 	      "or execs - served by uzswap: pages past the budget are compressed away and come\n"
-	      "back on access, from the swap file once the compressed pool passes half the\n"
-	      "budget.\n"
+	      "back on access, from the swap file once the compressed pool passes 3/4 of the\n"
+	      "budget. A program the agent cannot be preloaded into (statically linked,\n"
+	      "setuid, setgid, file capabilities) is refused, as CMD and when exec'd by it.\n"
 	      "\n"
 	      "  --memory-max SIZE  budget for resident plus compressed memory (memory.max);\n"
-	      "                     default half of RAM\n"
+	      "                     default half of RAM; 'max': all of RAM\n"
 	      "  --zswap-max SIZE   limit of the compressed pool (memory.zswap.max); default max\n"
-	      "  --compressor NAME  lz4 (default), lzo, zstd or deflate\n"
-	      "  --swapfile PATH    directory (or file) for the swap file; default $UZSWAP_DIR,\n"
-	      "                     $TMPDIR or /var/tmp. It has no name: nothing is left behind.\n"
+	      "  --compressor NAME[:LEVEL]  lz4 (default), lzo, zstd or deflate\n"
+	      "  --swapfile PATH    directory for the swap file, or the path of a new file;\n"
+	      "                     default $UZSWAP_DIR, $TMPDIR or /var/tmp. It has no name:\n"
+	      "                     nothing is left behind.\n"
 	      "  --stats FILE       write the figures at exit to FILE instead of stderr\n"
 	      "  --no-pin           let uzswap's own threads run on any CPU (default: the fault\n"
 	      "                     thread has the last CPU uzswap may use, eviction the rest;\n"
 	      "                     CMD's threads are never pinned)\n"
 	      "\n"
 	      "Exit status: CMD's (killed by a signal: the same signal); 1 uzswap could not run\n"
-	      "it; 2 bad usage; 127 CMD not found.\n",
+	      "it; 2 bad usage; 126 CMD cannot run under uzswap (see above) or cannot be\n"
+	      "executed; 127 CMD not found.\n",
 	      out);
 }
 
-static uint64_t half_of_ram(void)
+static uint64_t all_of_ram(void)
 {
 	long pages = sysconf(_SC_PHYS_PAGES), size = sysconf(_SC_PAGESIZE);
 
-	return pages > 0 && size > 0 ? (uint64_t)pages * (uint64_t)size / 2 : 1ull << 30;
+	return pages > 0 && size > 0 ? (uint64_t)pages * (uint64_t)size : 2ull << 30;
+}
+
+/* --memory-max: a size of at least 1M, or 'max', taken as all of RAM (the budget then
+ * only keeps the program from pushing the rest of the machine into swap, as a cgroup
+ * without a limit would). */
+static int parse_memory_max(const char *arg, struct run_opts *o)
+{
+	int r;
+
+	if (!strcmp(arg, "max")) {
+		o->memory_max = all_of_ram();
+		o->memory_all_ram = true;
+	} else if ((r = parse_size(arg, &o->memory_max)) == PARSE_SIZE_TOO_LARGE) {
+		return die_usage("--memory-max '%s' is too large (more than 2^64 bytes)", arg);
+	} else if (r) {
+		return die_usage("--memory-max wants a size such as 512M or 4G, or 'max', not '%s'",
+				 arg);
+	} else if (o->memory_max < (1u << 20)) {
+		return die_usage("--memory-max '%s' is too small: the budget must be at least 1M", arg);
+	}
+	o->memory_default = false;
+	return 0;
+}
+
+/* Refused here rather than when the engine opens, with the choices. */
+static int check_compressor(const char *spec)
+{
+	if (uzs_compressor_resolve(spec, NULL, NULL) == 0)
+		return 0;
+	return die_usage("--compressor wants lz4, lzo, zstd or deflate, optionally with a level "
+			 "the compressor has (e.g. zstd:3, deflate:9), not '%s'", spec);
 }
 
 static int parse_run(int argc, char **argv, struct run_opts *o, int *cmd)
@@ -108,25 +145,31 @@ static int parse_run(int argc, char **argv, struct run_opts *o, int *cmd)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	int c;
+	int c, r;
 
-	*o = (struct run_opts){ .memory_max = half_of_ram(), .zswap_max = UZS_MAX,
+	*o = (struct run_opts){ .memory_max = all_of_ram() / 2, .zswap_max = UZS_MAX,
 				.compressor = "lz4", .memory_default = true,
 				.compressor_default = true };
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "+h", longs, NULL)) != -1) {
 		switch (c) {
 		case 'm':
-			if (parse_size(optarg, &o->memory_max) || o->memory_max < (1u << 20) ||
-			    o->memory_max == UZS_MAX)
-				return die_usage("--memory-max wants a size of at least 1M, not '%s'", optarg);
-			o->memory_default = false;
+			if (parse_memory_max(optarg, o))
+				return 2;
 			break;
 		case 'z':
-			if (parse_size(optarg, &o->zswap_max))
+			if ((r = parse_size(optarg, &o->zswap_max)) == PARSE_SIZE_TOO_LARGE)
+				return die_usage("--zswap-max '%s' is too large (more than 2^64 bytes)",
+						 optarg);
+			if (r)
 				return die_usage("--zswap-max wants a size or 'max', not '%s'", optarg);
 			break;
-		case 'c': o->compressor = optarg; o->compressor_default = false; break;
+		case 'c':
+			if (check_compressor(optarg))
+				return 2;
+			o->compressor = optarg;
+			o->compressor_default = false;
+			break;
 		case 's': o->swapfile = optarg; break;
 		case 'S': o->stats_file = optarg; break;
 		case 'P': o->no_pin = true; break;
@@ -390,7 +433,10 @@ static int open_engine_for(const struct run_opts *o, struct run *run)
 	c.compressor = o->compressor;
 	c.swapfile_path = o->swapfile;
 	c.swapfile_bytes = 64ull << 30; /* sparse: only what is written takes disk */
-	if ((r = uzs_open(&c, &run->uzs)) < 0)
+	if ((r = uzs_open(&c, &run->uzs)) == -EEXIST && o->swapfile)
+		return die("--swapfile %s exists and is not a directory: give a directory or the "
+			   "path of a new file", o->swapfile);
+	if (r < 0)
 		return die("cannot open the engine (%s, swap file in %s): %s", o->compressor,
 			   o->swapfile ? o->swapfile : "the default directory", strerror(-r));
 	if ((r = uzs_group_create(run->uzs, NULL, "run", &run->group)) < 0 ||
@@ -405,6 +451,20 @@ static int open_engine_for(const struct run_opts *o, struct run *run)
 	return 0;
 }
 
+/* Whether this kernel gives everything but fork events: it refuses those (EPERM) to a
+ * caller without CAP_SYS_PTRACE, however the descriptor was opened, since a fork event
+ * hands over a descriptor of the child's memory. */
+static bool only_fork_events_refused(void)
+{
+	int fd = uffd_open_kernel_mode(), r;
+
+	if (fd < 0)
+		return false;
+	r = uffd_handshake(fd, UFFD_MANAGED_FEATURES & ~(uint64_t)UFFD_FEATURE_EVENT_FORK);
+	close(fd);
+	return r == 0;
+}
+
 /* Faults taken inside system calls need a userfaultfd without UFFD_USER_MODE_ONLY. */
 static int check_kernel_mode(void)
 {
@@ -416,10 +476,84 @@ static int check_kernel_mode(void)
 			   "CAP_SYS_PTRACE", strerror(-fd));
 	r = uffd_handshake(fd, UFFD_MANAGED_FEATURES);
 	close(fd);
+	if (r == -EPERM && only_fork_events_refused())
+		return die("the kernel gives userfaultfd fork events, which uzswap run needs to follow "
+			   "the program's forks, only to a caller with CAP_SYS_PTRACE: run uzswap as "
+			   "root or with that capability (setcap cap_sys_ptrace=ep on its binary)");
 	if (r < 0)
 		return die("this kernel's userfaultfd lacks what uzswap needs (UFFDIO_MOVE and the "
 			   "fork/remap/remove/unmap events: Linux 6.8 or later): %s", strerror(-r));
 	return 0;
+}
+
+/* CMD as execvp will find it, refused before it runs when the agent could not be
+ * preloaded into it: it would run outside the budget without a word. */
+static int refuse_cmd(const char *cmd)
+{
+	char found[PATH_MAX];
+	const char *why;
+
+	exec_resolve(cmd, getenv("PATH"), found, sizeof(found));
+	if (!(why = exec_check_path(found)))
+		return 0;
+	exec_say_refused(cmd, why);
+	return 126;
+}
+
+/* ---- a swap file that cannot be written ---- */
+
+/* The directory the swap file is in, as src/swapfile.c chooses it: --swapfile's
+ * directory, or the one of the file it names (unlinked by now), or the default. */
+static void swap_dir(const struct run_opts *o, char *out, size_t size)
+{
+	const char *dir = o->swapfile, *slash;
+	struct stat st;
+
+	if (dir && !(stat(dir, &st) == 0 && S_ISDIR(st.st_mode))) {
+		slash = strrchr(dir, '/');
+		if (!slash)
+			snprintf(out, size, ".");
+		else
+			snprintf(out, size, "%.*s", slash == dir ? 1 : (int)(slash - dir), dir);
+		return;
+	}
+	if (!dir && (!(dir = getenv("UZSWAP_DIR")) || !*dir) && (!(dir = getenv("TMPDIR")) || !*dir))
+		dir = "/var/tmp";
+	snprintf(out, size, "%s", dir);
+}
+
+static void say_swap_failing(const struct run *run)
+{
+	char dir[PATH_MAX];
+	struct statvfs v;
+	bool full;
+
+	swap_dir(run->opts, dir, sizeof(dir));
+	full = statvfs(dir, &v) == 0 && (uint64_t)v.f_bavail * v.f_frsize < (1u << 20);
+	fprintf(stderr, "uzswap: writes to the swap file in %s fail (%s): evicted pages stay in "
+		"the compressed pool, so memory.max %lluM cannot be held; --swapfile DIR on a "
+		"file system with room fixes it\n", dir,
+		full ? "its file system is full" : "its file system refuses them",
+		(unsigned long long)(run->opts->memory_max >> 20));
+}
+
+/* Said once, as soon as it happens: the figures at exit come too late to explain why the
+ * program used more memory than its budget. */
+static void *watch_swap(void *arg)
+{
+	struct run *run = arg;
+
+	while (!run->done) {
+		struct uzs_stats st;
+
+		uzs_get_stats(run->uzs, &st);
+		if (st.swap_io_fail || st.writeback_fail) {
+			say_swap_failing(run);
+			break;
+		}
+		usleep(100000);
+	}
+	return NULL;
 }
 
 static void say_settings(const struct run_opts *o)
@@ -428,7 +562,9 @@ static void say_settings(const struct run_opts *o)
 
 	snprintf(mem, sizeof(mem), "%lluM", (unsigned long long)(o->memory_max >> 20));
 	fprintf(stderr, "uzswap run: memory.max %s%s, zswap.max %s, compressor %s%s\n", mem,
-		o->memory_default ? " (default: half of RAM)" : "",
+		o->memory_default   ? " (default: half of RAM)"
+		: o->memory_all_ram ? " (max: all of RAM)"
+				    : "",
 		o->zswap_max == UZS_MAX ? "max" : "set", o->compressor,
 		o->compressor_default ? " (default)" : "");
 }
@@ -445,10 +581,11 @@ static int report(struct run *run, const struct run_opts *o)
 	return 0;
 }
 
-static void shut_down(struct run *run, pthread_t listener)
+static void shut_down(struct run *run, pthread_t listener, pthread_t watcher)
 {
 	run->done = true;
 	pthread_join(listener, NULL);
+	pthread_join(watcher, NULL);
 	close(run->agent_listen);
 	close(run->stat_listen[0]);
 	if (run->stat_listen[1] >= 0)
@@ -460,12 +597,12 @@ static void shut_down(struct run *run, pthread_t listener)
 int cmd_run(int argc, char **argv)
 {
 	struct run_opts o;
-	struct run run = { .stat_listen = { -1, -1 }, .child_pidfd = -1 };
+	struct run run = { .stat_listen = { -1, -1 }, .child_pidfd = -1, .opts = &o };
 	char agent[PATH_MAX], sockname[64];
-	pthread_t listener;
+	pthread_t listener, watcher;
 	int cmd = 0, r, status;
 
-	if ((r = parse_run(argc, argv, &o, &cmd)))
+	if ((r = parse_run(argc, argv, &o, &cmd)) || (r = refuse_cmd(argv[cmd])))
 		return r;
 	if (check_kernel_mode() || open_engine_for(&o, &run))
 		return 1;
@@ -490,9 +627,10 @@ int cmd_run(int argc, char **argv)
 	run.child_pidfd = (int)syscall(SYS_pidfd_open, run.child, 0);
 	run.stat_listen[1] = listen_abstract("uzswap-stat-%ld", run.child);
 	pthread_create(&listener, NULL, listener_main, &run);
+	pthread_create(&watcher, NULL, watch_swap, &run);
 	status = supervise(&run);
 	report(&run, &o);
-	shut_down(&run, listener);
+	shut_down(&run, listener, watcher);
 	return exit_like(status);
 }
 

@@ -51,7 +51,7 @@ int parse_size(const char *s, uint64_t *out)
 	errno = 0;
 	v = strtoull(s, &end, 10);
 	if (errno)
-		return -1;
+		return errno == ERANGE ? PARSE_SIZE_TOO_LARGE : -1;
 	switch (*end) {
 	case 'k': case 'K': shift = 10; end++; break;
 	case 'm': case 'M': shift = 20; end++; break;
@@ -63,8 +63,10 @@ int parse_size(const char *s, uint64_t *out)
 		end++; /* "64MiB" */
 	if (*end == 'B')
 		end++;
-	if (*end || (shift && v > (UINT64_MAX >> shift)))
+	if (*end)
 		return -1;
+	if (shift && v > (UINT64_MAX >> shift))
+		return PARSE_SIZE_TOO_LARGE;
 	*out = (uint64_t)v << shift;
 	return 0;
 }

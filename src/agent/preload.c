@@ -2,8 +2,8 @@
  * The agent `uzswap run` preloads into every process it manages (LD_PRELOAD): at load it
  * becomes an agent of the supervisor (src/agent_core.h), which then holds the process's
  * userfaultfd; and it registers the program's anonymous mmaps the moment they exist.
- * Only mmap and mmap64 are exported: the rest stays the agent's own even in a program
- * that links uzswap's library itself.
+ * Only mmap, mmap64 and the exec family (tools/agent_exec.c) are exported: the rest stays
+ * the agent's own even in a program that links uzswap's library itself.
  */
 #define _GNU_SOURCE
 #include <stdlib.h>
@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "agent_core.h"
+#include "agent_exec.h"
 #include "agent_proto.h"
 #include "uffd.h"
 
@@ -41,6 +42,8 @@ __attribute__((constructor)) static void agent_init(void)
 {
 	const char *name = getenv(AGENT_ENV_SOCKET);
 
-	if (name)
+	if (name) {
 		agent_start_process(name);
+		agent_exec_init(name);
+	}
 }

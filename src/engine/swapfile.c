@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sodium.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -570,12 +571,35 @@ int swapfile_read(struct swapfile *sf, uint64_t slot, void *page)
 
 /* ---- open / close ---- */
 
-static int create_file(const char *path)
+/* A file that never has a name, in dir: nobody can open it, nothing is left behind even
+ * on SIGKILL, and O_EXCL keeps it from being linked in later. */
+static int create_in_dir(const char *dir)
 {
 	char name[4096];
+	int fd = open(dir, O_TMPFILE | O_RDWR | O_EXCL | O_CLOEXEC, 0600);
+
+	if (fd >= 0 || (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL))
+		return fd >= 0 ? fd : -errno;
+	/* The file system has no O_TMPFILE: a private name, unlinked at once. */
+	if (snprintf(name, sizeof(name), "%s/uzswap.XXXXXX", dir) >= (int)sizeof(name))
+		return -ENAMETOOLONG;
+	fd = mkostemp(name, O_CLOEXEC); /* mode 0600 */
+	if (fd < 0)
+		return -errno;
+	unlink(name);
+	return fd;
+}
+
+/* path: a directory to put the file in, or the name of a new file. An existing file is
+ * refused (EEXIST) rather than overwritten and unlinked. */
+static int create_file(const char *path)
+{
 	const char *dir;
+	struct stat st;
 	int fd;
 
+	if (path && stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+		return create_in_dir(path);
 	if (path) {
 		fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 		if (fd < 0)
@@ -588,19 +612,7 @@ static int create_file(const char *path)
 		dir = getenv("TMPDIR");
 	if (!dir || !*dir)
 		dir = "/var/tmp";
-	/* A file that never has a name: nobody can open it, nothing is left behind even on
-	 * SIGKILL, and O_EXCL keeps it from being linked in later. */
-	fd = open(dir, O_TMPFILE | O_RDWR | O_EXCL | O_CLOEXEC, 0600);
-	if (fd >= 0 || (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL))
-		return fd >= 0 ? fd : -errno;
-	/* The file system has no O_TMPFILE: a private name, unlinked at once. */
-	if (snprintf(name, sizeof(name), "%s/uzswap.XXXXXX", dir) >= (int)sizeof(name))
-		return -ENAMETOOLONG;
-	fd = mkostemp(name, O_CLOEXEC); /* mode 0600 */
-	if (fd < 0)
-		return -errno;
-	unlink(name);
-	return fd;
+	return create_in_dir(dir);
 }
 
 /* Bypass the page cache when the file system allows it: a swap file cached in RAM would

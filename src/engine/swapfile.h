@@ -26,9 +26,10 @@
 
 struct swapfile;
 
-/* Create the swap file of the given size: path names it (created 0600, unlinked at once);
- * NULL: a nameless O_TMPFILE file (or, where the file system has none, a fresh 0600 name
- * unlinked at once) in $UZSWAP_DIR, $TMPDIR or /var/tmp. encrypt: pages are written
+/* Create the swap file of the given size: a nameless O_TMPFILE file (or, where the file
+ * system has none, a fresh 0600 name unlinked at once) in path when it is a directory, or
+ * in $UZSWAP_DIR, $TMPDIR or /var/tmp when path is NULL; else path names a new file
+ * (created 0600, unlinked at once; -EEXIST if it exists). encrypt: pages are written
  * ChaCha20-Poly1305-encrypted under a key made for this instance. */
 int swapfile_open(const char *path, uint64_t bytes, bool encrypt, struct swapfile **out);
 void swapfile_close(struct swapfile *sf);

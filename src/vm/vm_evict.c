@@ -572,7 +572,7 @@ static struct vm_space *biggest_space(struct uzs_vm *vm)
 }
 
 /* The group's compressed pages count against its budget as the kernel charges zswap to
- * the memory cgroup: past half the budget, the oldest go to the swap file. */
+ * the memory cgroup: past 3/4 of the budget, the oldest go to the swap file. */
 static void shrink_compressed(struct uzs_vm *vm, long budget)
 {
 	struct uzs_group_stats st;

@@ -335,6 +335,33 @@ void uzs_vm_get_stats(struct uzs_vm *vm, struct uzs_vm_stats *stats);
 /* Print them as "name value" lines. */
 int uzs_vm_print_stats(struct uzs_vm *vm, FILE *out);
 
+/* ---- a program under a budget: what `uzswap run` does, as one call ---- */
+
+struct uzs_run_options {
+	uint64_t memory_max;       /* resident plus compressed memory (memory.max) */
+	uint64_t zswap_max;        /* the compressed pool's limit; UZS_MAX: none */
+	const char *compressor;    /* as uzs_config.compressor */
+	const char *swapfile;      /* a directory, or the path of a new file; NULL: default */
+	const char *stats_file;    /* the figures at exit go there; NULL: stderr */
+	const char *agent;         /* libuzswap-agent.so; NULL: next to the running binary,
+				    * or in ../lib/uzswap/ from it (an installed tree) */
+	const char *settings_line; /* printed on stderr once the program is about to start */
+	bool no_pin;               /* leave the vm's threads to the scheduler */
+};
+/* Defaults: memory_max half of RAM, zswap_max UZS_MAX, compressor "lz4", the rest 0. */
+void uzs_run_options_init(struct uzs_run_options *options);
+/* Runs argv (argv[0] found through PATH as execvp finds it) with the agent preloaded, its
+ * anonymous memory and that of every process it forks served under the budget, signals
+ * sent to the calling process passed to every process of the program, and its figures
+ * answered to `uzswap stat`; returns once every process of the program has ended, with
+ * the top process's wait status in *status, the figures written, and 0. The caller is
+ * made the program's child subreaper and has its signal handlers for SIGINT, SIGTERM,
+ * SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH, SIGCONT and SIGALRM replaced. A program
+ * that cannot be run managed or a kernel that cannot serve it: one line on stderr says
+ * why, and the return value is the exit status `uzswap run` gives (126: a static,
+ * setuid or capability-raising program; 1: anything else). */
+int uzs_run_program(const struct uzs_run_options *options, char *const argv[], int *status);
+
 /* The compressor names uzswap knows, NULL-terminated. */
 const char *const *uzs_compressor_names(void);
 /* What a compressor spec names ("lz4", "zstd:19", "zlib", as uzs_config.compressor takes):

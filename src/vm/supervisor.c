@@ -374,6 +374,9 @@ static int refuse_cmd(const char *cmd)
 	const char *why;
 
 	exec_resolve(cmd, getenv("PATH"), found, sizeof(found));
+	/* one line, as the shell says it, rather than a run that starts and prints figures */
+	if (access(found, X_OK) < 0)
+		return say("cannot run %s: %s", cmd, strerror(errno)), errno == ENOENT ? 127 : 126;
 	if (!(why = exec_check_path(found)))
 		return 0;
 	exec_say_refused(cmd, why);

@@ -57,7 +57,11 @@ struct uzs_config {
 	unsigned accept_threshold_percent;
 	/* swap-in frees the compressed copy when the caller is its only holder (default on) */
 	bool exclusive_loads;
-	/* write back proactively when the system runs low on memory (kernel default off) */
+	/* write back proactively when the system runs low on memory (kernel default off):
+	 * the colder part of the cache each time a PSI memory pressure trigger fires (the
+	 * process's cgroup v2 memory.pressure or /proc/pressure/memory: 150 ms of stall in
+	 * 1 s), or where there is none, when MemAvailable, polled once a second, is below
+	 * 1/16 of MemTotal (uzs_stats.shrinker_psi says which) */
 	bool shrinker_enabled;
 	/* where the swap file lives: a directory (the file gets no name there) or the path
 	 * of a new file (created 0600 and unlinked at once; an existing one is refused), so
@@ -107,6 +111,12 @@ struct uzs_stats {
 	 * runs of 2^n pages (index 0: single pages) stored in / loaded from the cache */
 	uint64_t zswpout_runs[UZS_RUN_ORDERS];
 	uint64_t zswpin_runs[UZS_RUN_ORDERS];
+	/* the shrinker (shrinker_enabled): times it found the system under memory pressure
+	 * and wrote back; whether a PSI trigger tells it so (1) or it polls MemAvailable once
+	 * a second (0); and how many of its runs the trigger started */
+	uint64_t shrinker_runs;
+	uint64_t shrinker_psi;
+	uint64_t shrinker_psi_runs;
 };
 
 /* A group's figures. The first six are the kernel's memory.stat names and, like them,

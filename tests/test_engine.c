@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "check.h"
@@ -530,6 +531,39 @@ static void compaction_after_freeing_half_gives_memory_back(void)
 	uzs_close(uzs);
 }
 
+/* Freed pages' pool memory goes back on its own: at once but for a reserve of 1/16 of
+ * the pool limit, which is kept for the next growth, then the reserve too once nothing
+ * has used it for two seconds. */
+static void freed_memory_goes_back_but_a_reserve_for_a_while(void)
+{
+	enum { N = 2048 };
+	uint64_t limit = 8 << 20, total = 0;
+	struct uzs *uzs = open_with("lz4", limit, true, 0);
+	uzs_slot_t *slots = calloc(N, sizeof(*slots));
+	struct timespec t0, t1;
+	int i;
+
+	CHECK(N <= corpus_pages);
+	for (i = 0; i < N; i++)
+		CHECK_EQ(uzs_swap_out(uzs, NULL, corpus + (size_t)i * PAGE, &slots[i]), 0);
+	CHECK(stats_of(uzs).pool_total_size > limit / 16);
+	for (i = 0; i < N; i++)
+		CHECK_EQ(uzs_free(uzs, slots[i]), 0);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	/* the release comes 100 ms after the frees; give a loaded machine a second */
+	for (i = 0; i < 100 && (total = stats_of(uzs).pool_total_size) > limit / 16; i++)
+		usleep(10000);
+	CHECK(total <= limit / 16);
+	CHECK(total > 0);
+	for (i = 0; i < 600 && (total = stats_of(uzs).pool_total_size); i++)
+		usleep(10000);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	CHECK_EQ(total, 0);
+	CHECK(t1.tv_sec - t0.tv_sec >= 2); /* not before the reserve has idled */
+	free(slots);
+	uzs_close(uzs);
+}
+
 /* Under (simulated) memory pressure the shrinker writes back the colder part of the
  * cache on its own; switched off, it leaves the cache alone. */
 static void shrinker_writes_back_under_memory_pressure(void)
@@ -629,6 +663,7 @@ static void stats_print_as_name_value_lines(void)
 	CHECK(strstr(buf, "zswpout 1\n") != NULL);
 	CHECK(strstr(buf, "\npool_total_size ") != NULL);
 	CHECK(strstr(buf, "\nreject_kmemcache_fail 0\n") != NULL);
+	CHECK(strstr(buf, "\nshrinker_runs 0\nshrinker_psi 0\nshrinker_psi_runs 0\n") != NULL);
 	free(buf);
 	uzs_close(uzs);
 }
@@ -658,6 +693,7 @@ int main(void)
 	RUN(failed_file_store_leaves_the_page_with_the_caller);
 	RUN(failed_file_read_is_eio);
 	RUN(compaction_after_freeing_half_gives_memory_back);
+	RUN(freed_memory_goes_back_but_a_reserve_for_a_while);
 	RUN(shrinker_writes_back_under_memory_pressure);
 	RUN(bad_configs_are_refused);
 	RUN(swap_file_is_private_and_leaves_nothing_behind);

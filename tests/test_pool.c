@@ -129,6 +129,36 @@ static void free_returns_memory(void)
 	pool_destroy(pool);
 }
 
+/* A partial release keeps a reserve of empty zspages (at most the bytes asked for) that
+ * later allocations reuse before touching fresh pages; a full release leaves nothing. */
+static void partial_release_keeps_a_reserve_for_reuse(void)
+{
+	enum { N = 4000, KEEP = 64 * PAGE };
+	static uint64_t h[N];
+	struct pool *pool = pool_create(0);
+
+	for (int i = 0; i < N; i++)
+		CHECK_EQ(pool_alloc(pool, 1000, &h[i]), 0);
+	uint64_t full = pool_total_bytes(pool);
+	for (int i = 0; i < N; i++)
+		pool_free(pool, h[i]);
+	CHECK_EQ(pool_empty_bytes(pool), full); /* every page waits in the cache */
+	uint64_t given = pool_release_empty_above(pool, KEEP);
+	CHECK(pool_empty_bytes(pool) <= KEEP);
+	CHECK(pool_empty_bytes(pool) > 0);
+	CHECK_EQ(pool_total_bytes(pool), pool_empty_bytes(pool));
+	CHECK_EQ(given + pool_total_bytes(pool), full);
+	uint64_t hits = pool_cache_hits(pool), reserve = pool_total_bytes(pool);
+	CHECK_EQ(pool_alloc(pool, 1000, &h[0]), 0); /* served from the reserve */
+	CHECK_EQ(pool_cache_hits(pool), hits + 1);
+	CHECK(pool_total_bytes(pool) <= reserve);
+	pool_free(pool, h[0]);
+	CHECK_EQ(pool_release_empty(pool), reserve);
+	CHECK_EQ(pool_total_bytes(pool), 0);
+	CHECK_EQ(pool_release_empty_above(pool, KEEP), 0);
+	pool_destroy(pool);
+}
+
 static void compaction_gives_back_memory(void)
 {
 	enum { N = 30000 };
@@ -385,6 +415,7 @@ int main(int argc, char **argv)
 	RUN(every_size_round_trips);
 	RUN(objects_straddle_pages);
 	RUN(free_returns_memory);
+	RUN(partial_release_keeps_a_reserve_for_reuse);
 	RUN(compaction_gives_back_memory);
 	RUN(bad_sizes_get_e2big);
 	RUN(exhaustion_gets_enomem);

@@ -22,6 +22,7 @@
 #include "group.h"
 #include "lru.h"
 #include "pool.h"
+#include "psi.h"
 #include "stats.h"
 #include "swapfile.h"
 #include "tree.h"
@@ -31,8 +32,16 @@
 #define VISIT_BATCH 4
 #define COMPACT_EVERY 256
 #define DEFAULT_SWAPFILE_BYTES (4ull << 30)
-/* Empty pool pages go back to the OS this long after they empty, in one batch. */
+/* Empty pool pages go back to the OS this long after they empty, in one batch... */
 #define RELEASE_DELAY_NS (100 * 1000 * 1000)
+/* ...but for a reserve of 1/RESERVE_SHARE of the pool limit: a pool that grows again soon
+ * reuses those pages instead of faulting in fresh ones (a fresh page, zeroed by the
+ * kernel, costs several times a reused one; on a VM, tens of microseconds). Within the
+ * limit's hysteresis band (accept_threshold_percent, 10% by default), so a pool cycling
+ * between full and the threshold is served from it. */
+#define RESERVE_SHARE 16
+/* A reserve that no allocation touched for this long goes back too. */
+#define RESERVE_IDLE_NS (2000 * 1000 * 1000L)
 
 
 /* ---- per-thread scratch: compression output, then a page for writeback staging (a
@@ -500,16 +509,33 @@ static bool memory_low(struct uzs *uzs)
 	return avail >= 0 && total > 0 && avail < total / 16;
 }
 
+/* Is the system short of memory? The PSI trigger fired since the last look, where there
+ * is one (*by_psi); else MemAvailable is low. The tests' forced answer stands in for the
+ * MemAvailable poll either way. */
+static bool under_pressure(struct uzs *uzs, bool *by_psi)
+{
+	*by_psi = atomic_exchange(&uzs->psi_fired, false);
+	if (*by_psi)
+		return true;
+	if (atomic_load(&uzs->psi))
+		return atomic_load(&uzs->test_pressure) == 1;
+	return memory_low(uzs);
+}
+
 /* The shrinker: under system memory pressure, write back the colder part of the cache
- * (referenced entries get their second chance, which protects recent stores). */
+ * (referenced entries get their second chance, which protects recent stores), and give
+ * back the pool's reserve of empty pages, which is memory the system wants now. */
 static void shrink_under_pressure(struct uzs *uzs)
 {
 	struct stats *st = uzs->stats;
+	bool by_psi;
 
-	if (!uzs->shrinker_enabled || !memory_low(uzs))
+	if (!uzs->shrinker_enabled || !under_pressure(uzs, &by_psi))
 		return;
+	stat_inc(st, by_psi ? C_SHRINKER_PSI_RUNS : C_SHRINKER_RUNS);
 	reclaim_round_robin(uzs, (long)((stat_read(st, C_STORED_PAGES) -
 					stat_read(st, C_SAME_FILLED)) / 8), false);
+	stat_add(st, C_COMPACTED, (int64_t)pool_release_empty(uzs->pool));
 }
 
 static void add_ns(struct timespec *t, long ns)
@@ -521,6 +547,12 @@ static void add_ns(struct timespec *t, long ns)
 	}
 }
 
+static void deadline_in(struct timespec *t, long ns)
+{
+	clock_gettime(CLOCK_MONOTONIC, t);
+	add_ns(t, ns);
+}
+
 static bool time_reached(const struct timespec *t)
 {
 	struct timespec now;
@@ -529,50 +561,100 @@ static bool time_reached(const struct timespec *t)
 	return now.tv_sec > t->tv_sec || (now.tv_sec == t->tv_sec && now.tv_nsec >= t->tv_nsec);
 }
 
-/* Sleep until woken, until a pending release is due, or a second for the shrinker. */
-static void worker_wait(struct uzs *uzs, bool release_pending)
+static bool earlier(const struct timespec *a, const struct timespec *b)
 {
-	struct timespec until;
-
-	if (release_pending) {
-		until = uzs->release_at;
-	} else if (uzs->shrinker_enabled) {
-		clock_gettime(CLOCK_MONOTONIC, &until);
-		until.tv_sec += 1;
-	} else {
-		pthread_cond_wait(&uzs->worker_cond, &uzs->worker_lock);
-		return;
-	}
-	pthread_cond_timedwait(&uzs->worker_cond, &uzs->worker_lock, &until);
+	return a->tv_sec < b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
 }
 
-/* Give empty pool pages back once they have waited RELEASE_DELAY_NS; true while a
- * release is still pending. */
-static bool release_when_due(struct uzs *uzs, bool pending)
+/* Sleep until woken, until a pending release or the reserve's idle check is due, or a
+ * second for the shrinker's MemAvailable poll. */
+static void worker_wait(struct uzs *uzs)
 {
-	if (!pending) {
-		if (!atomic_load(&uzs->release_armed))
-			return false;
-		clock_gettime(CLOCK_MONOTONIC, &uzs->release_at);
-		add_ns(&uzs->release_at, RELEASE_DELAY_NS);
-		return true;
+	struct timespec until, t;
+	bool timed = false;
+
+	/* with a trigger, the tests' forced answer still needs the poll to be looked at */
+	if (uzs->shrinker_enabled &&
+	    (!atomic_load(&uzs->psi) || atomic_load(&uzs->test_pressure) >= 0)) {
+		deadline_in(&until, 1000 * 1000 * 1000L);
+		timed = true;
 	}
-	if (!time_reached(&uzs->release_at))
-		return true;
-	atomic_store(&uzs->release_armed, false);
-	stat_add(uzs->stats, C_COMPACTED, (int64_t)pool_release_empty(uzs->pool));
-	return false;
+	if (uzs->release_pending && (!timed || earlier(&uzs->release_at, &until))) {
+		until = uzs->release_at;
+		timed = true;
+	}
+	if (uzs->reserve_held && (t = uzs->reserve_at, !timed || earlier(&t, &until))) {
+		until = t;
+		timed = true;
+	}
+	if (timed)
+		pthread_cond_timedwait(&uzs->worker_cond, &uzs->worker_lock, &until);
+	else
+		pthread_cond_wait(&uzs->worker_cond, &uzs->worker_lock);
+}
+
+static void release_above(struct uzs *uzs, uint64_t keep)
+{
+	stat_add(uzs->stats, C_COMPACTED, (int64_t)pool_release_empty_above(uzs->pool, keep));
+}
+
+/* Watch what is left after a release: it goes back once no allocation has used it for
+ * RESERVE_IDLE_NS. */
+static void hold_reserve(struct uzs *uzs)
+{
+	uzs->reserve_held = pool_empty_bytes(uzs->pool) != 0;
+	uzs->reserve_hits = pool_cache_hits(uzs->pool);
+	deadline_in(&uzs->reserve_at, RESERVE_IDLE_NS);
+}
+
+static void reserve_when_idle(struct uzs *uzs)
+{
+	if (!uzs->reserve_held || !time_reached(&uzs->reserve_at))
+		return;
+	if (pool_cache_hits(uzs->pool) == uzs->reserve_hits)
+		release_above(uzs, 0);
+	hold_reserve(uzs);
+}
+
+/* Give empty pool pages back, but for the reserve, once they have waited
+ * RELEASE_DELAY_NS; then the reserve once it idles. */
+static void release_when_due(struct uzs *uzs)
+{
+	if (!uzs->release_pending) {
+		if (atomic_load(&uzs->release_armed)) {
+			uzs->release_pending = true;
+			deadline_in(&uzs->release_at, RELEASE_DELAY_NS);
+		}
+	} else if (time_reached(&uzs->release_at)) {
+		uzs->release_pending = false;
+		atomic_store(&uzs->release_armed, false);
+		release_above(uzs, uzs->pool_limit / RESERVE_SHARE);
+		hold_reserve(uzs);
+		return;
+	}
+	reserve_when_idle(uzs);
+}
+
+/* The PSI watcher's thread: have the worker shrink, or poll MemAvailable from now on. */
+static void psi_event(void *arg, bool lost)
+{
+	struct uzs *uzs = arg;
+
+	if (lost)
+		atomic_store(&uzs->psi, false);
+	else
+		atomic_store(&uzs->psi_fired, true);
+	wake_worker(uzs);
 }
 
 static void *shrink_worker(void *arg)
 {
 	struct uzs *uzs = arg;
-	bool release_pending = false;
 
 	pthread_mutex_lock(&uzs->worker_lock);
 	while (!uzs->worker_stop) {
 		if (!uzs->worker_wake)
-			worker_wait(uzs, release_pending);
+			worker_wait(uzs);
 		uzs->worker_wake = false;
 		atomic_store(&uzs->wake_pending, false);
 		if (uzs->worker_stop)
@@ -580,7 +662,7 @@ static void *shrink_worker(void *arg)
 		pthread_mutex_unlock(&uzs->worker_lock);
 		reclaim_to_threshold(uzs);
 		shrink_under_pressure(uzs);
-		release_pending = release_when_due(uzs, release_pending);
+		release_when_due(uzs);
 		pthread_mutex_lock(&uzs->worker_lock);
 	}
 	pthread_mutex_unlock(&uzs->worker_lock);
@@ -1047,6 +1129,10 @@ int uzs_open(const struct uzs_config *c, struct uzs **out)
 		close_parts(uzs);
 		return err;
 	}
+	if (uzs->shrinker_enabled) {
+		uzs->psi_watch = psi_watch_start(psi_event, uzs);
+		atomic_store(&uzs->psi, uzs->psi_watch != NULL);
+	}
 	*out = uzs;
 	return 0;
 }
@@ -1060,6 +1146,7 @@ void uzs_close(struct uzs *uzs)
 {
 	if (!uzs)
 		return;
+	psi_watch_stop(uzs->psi_watch);
 	pthread_mutex_lock(&uzs->worker_lock);
 	uzs->worker_stop = true;
 	pthread_cond_signal(&uzs->worker_cond);
@@ -1111,6 +1198,9 @@ void uzs_get_stats(struct uzs *uzs, struct uzs_stats *st)
 		st->zswpout_runs[order] = stat_read(s, C_ZSWPOUT_RUN + order);
 		st->zswpin_runs[order] = stat_read(s, C_ZSWPIN_RUN + order);
 	}
+	st->shrinker_psi_runs = stat_read(s, C_SHRINKER_PSI_RUNS);
+	st->shrinker_runs = stat_read(s, C_SHRINKER_RUNS) + st->shrinker_psi_runs;
+	st->shrinker_psi = atomic_load(&uzs->psi);
 }
 
 /* Per run size, named after the size as the kernel's hugepages-<size>kB directories are. */
@@ -1122,6 +1212,13 @@ static int print_run_stats(const struct uzs_stats *st, FILE *out)
 			    (PAGE << order) / 1024, (unsigned long long)st->zswpin_runs[order]) < 0)
 			return -EIO;
 	return 0;
+}
+
+static int print_shrinker_stats(const struct uzs_stats *st, FILE *out)
+{
+	return fprintf(out, "shrinker_runs %llu\nshrinker_psi %llu\nshrinker_psi_runs %llu\n",
+		       (unsigned long long)st->shrinker_runs, (unsigned long long)st->shrinker_psi,
+		       (unsigned long long)st->shrinker_psi_runs) < 0 ? -EIO : 0;
 }
 
 int uzs_print_stats(struct uzs *uzs, FILE *out)
@@ -1147,5 +1244,5 @@ int uzs_print_stats(struct uzs *uzs, FILE *out)
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
 		if (fprintf(out, "%s %llu\n", names[i], (unsigned long long)v[i]) < 0)
 			return -EIO;
-	return print_run_stats(&st, out);
+	return print_run_stats(&st, out) ? -EIO : print_shrinker_stats(&st, out);
 }

@@ -15,6 +15,7 @@
 #include "compress.h"
 #include "entry.h"
 #include "group.h"
+#include "psi.h"
 #include "spread.h"
 #include "stats.h"
 #include "uzswap.h"
@@ -49,8 +50,15 @@ struct uzs {
 	bool worker_wake, worker_stop; /* worker_lock */
 	_Atomic bool wake_pending;
 	_Atomic bool release_armed;	 /* empty pool pages wait for the worker */
-	struct timespec release_at;	 /* worker only: when to give them back */
+	/* worker only: the delayed release and the reserve it keeps */
+	bool release_pending, reserve_held;
+	struct timespec release_at;	 /* when to give empty pages back */
+	struct timespec reserve_at;	 /* when to check whether the reserve idles */
+	uint64_t reserve_hits;		 /* pool_cache_hits when the reserve was last seen */
 	_Atomic int test_pressure;	 /* -1: read /proc/meminfo; 0/1: tests say */
+	struct psi_watch *psi_watch;	 /* the shrinker's pressure trigger, or NULL */
+	_Atomic bool psi;		 /* the trigger works (else MemAvailable is polled) */
+	_Atomic bool psi_fired;		 /* it fired since the worker last looked */
 };
 
 /* Per-thread buffer for compression output (COMP_DST_BYTES). */

@@ -92,6 +92,7 @@ struct pool {
 	_Atomic uint64_t free_top; /* ABA tag << 32 | slot */
 	_Atomic uint64_t empty_top; /* empty resident zspages: ABA tag << 32 | slot */
 	_Atomic uint64_t empty_pages; /* pages those hold */
+	_Atomic uint64_t cache_hits; /* zspages taken from that cache: is a reserve used? */
 	uint32_t nr_classes;
 	uint8_t size_to_class[NR_SIZES + 1];
 	struct size_class classes[NR_SIZES];
@@ -185,6 +186,16 @@ static uint32_t cache_pop(struct pool *p)
 	if (slot != NONE)
 		atomic_fetch_sub_explicit(&p->empty_pages, p->meta[slot].touched,
 					  memory_order_relaxed);
+	return slot;
+}
+
+/* A zspage for a new allocation came from the cache (not the release path's pops). */
+static uint32_t cache_reuse(struct pool *p)
+{
+	uint32_t slot = cache_pop(p);
+
+	if (slot != NONE)
+		atomic_fetch_add_explicit(&p->cache_hits, 1, memory_order_relaxed);
 	return slot;
 }
 
@@ -351,7 +362,7 @@ static uint32_t zspage_park(struct pool *p, uint32_t slot)
 
 static int zspage_new(struct pool *p, struct size_class *c, uint32_t *slot)
 {
-	uint32_t s = cache_pop(p);
+	uint32_t s = cache_reuse(p);
 
 	if (s != NONE)
 		trim_cached(p, c, s);
@@ -632,14 +643,24 @@ uint64_t pool_compact(struct pool *pool)
 	return freed;
 }
 
-uint64_t pool_release_empty(struct pool *pool)
+uint64_t pool_release_empty_above(struct pool *pool, uint64_t keep)
 {
 	uint64_t freed = 0;
 	uint32_t slot;
 
-	while ((slot = cache_pop(pool)) != NONE)
+	while (pool_empty_bytes(pool) > keep && (slot = cache_pop(pool)) != NONE)
 		freed += release_to_os(pool, slot);
 	return freed;
+}
+
+uint64_t pool_release_empty(struct pool *pool)
+{
+	return pool_release_empty_above(pool, 0);
+}
+
+uint64_t pool_cache_hits(const struct pool *pool)
+{
+	return atomic_load_explicit(&((struct pool *)pool)->cache_hits, memory_order_relaxed);
 }
 
 uint64_t pool_empty_bytes(const struct pool *pool)

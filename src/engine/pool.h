@@ -7,7 +7,9 @@
  * memory comes from one reserved mmap area. A zspage that empties keeps its pages, ready
  * for reuse without a page fault, until pool_release_empty gives them back to the OS
  * (MADV_DONTNEED) — the engine's worker does that shortly after, in a batch, so the free
- * path never pays for the syscall and its TLB shootdown.
+ * path never pays for the syscall and its TLB shootdown; it may keep a reserve of them
+ * (pool_release_empty_above) for a while, because reusing a resident page is far cheaper
+ * than a fresh one (on a VM, a fresh page can cost tens of microseconds).
  *
  * Thread-safe. Locks: one mutex per size class (alloc, free, compaction) and one rwlock
  * per size class taken for reading by map/unmap and for writing while compaction moves
@@ -54,6 +56,14 @@ uint64_t pool_compact(struct pool *pool);
 
 /* Give every cached empty zspage back to the OS; returns the bytes given back. */
 uint64_t pool_release_empty(struct pool *pool);
+
+/* Give cached empty zspages back until at most keep bytes of them are left: a reserve
+ * that the next growth reuses without page faults. Returns the bytes given back. */
+uint64_t pool_release_empty_above(struct pool *pool, uint64_t keep);
+
+/* How many allocations so far took their zspage from the empty cache (a relaxed read):
+ * tells whether a kept reserve is being used. */
+uint64_t pool_cache_hits(const struct pool *pool);
 
 /* Bytes held by empty zspages waiting for pool_release_empty (a relaxed read). */
 uint64_t pool_empty_bytes(const struct pool *pool);

@@ -37,6 +37,8 @@ enum counter {
 	C_NODATA_SLOT,
 	C_COMPACTED,
 	C_RUN_PARTIAL,
+	C_SHRINKER_RUNS,	/* shrinker runs on the MemAvailable poll's word */
+	C_SHRINKER_PSI_RUNS,	/* shrinker runs the PSI trigger started */
 	C_ZSWPOUT_RUN,					/* + order: runs stored */
 	C_ZSWPIN_RUN = C_ZSWPOUT_RUN + UZS_RUN_ORDERS,	/* + order: runs loaded */
 	C_NR = C_ZSWPIN_RUN + UZS_RUN_ORDERS

@@ -3,6 +3,7 @@
  * the tests' copy of the library (libuzswap-internal.a), never into the installed one.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdatomic.h>
 
 #include "engine.h"
@@ -29,9 +30,14 @@ int uzs_test_corrupt_cached(struct uzs *uzs, uzs_slot_t slot)
 	return 0;
 }
 
+/* Wakes the worker too: with a PSI trigger it sleeps until one fires, not a second. */
 void uzs_test_memory_pressure(struct uzs *uzs, int low)
 {
 	atomic_store(&uzs->test_pressure, low);
+	pthread_mutex_lock(&uzs->worker_lock);
+	uzs->worker_wake = true;
+	pthread_cond_signal(&uzs->worker_cond);
+	pthread_mutex_unlock(&uzs->worker_lock);
 }
 
 int uzs_test_swapfile_fd(struct uzs *uzs)

@@ -12,7 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "regions.h"
@@ -35,6 +37,43 @@ static void region_reads_zeros_until_written(void)
 
 /* 4x the budget written, then read back: everything byte-exact, pages went through the
  * engine, and the group ended within its budget. */
+/* A wall clock reading an hour ahead of the kernel's, as just after the clock was set
+ * back an hour: only this binary's calls (the library's among them) see it. */
+static atomic_bool wall_clock_ahead;
+
+int clock_gettime(clockid_t id, struct timespec *ts)
+{
+	if (syscall(SYS_clock_gettime, id, ts))
+		return -1;
+	if (id == CLOCK_REALTIME && atomic_load(&wall_clock_ahead))
+		ts->tv_sec += 3600;
+	return 0;
+}
+
+/* The eviction thread's periodic look at the budget (every 2 ms) keeps its pace whatever
+ * the wall clock says: a budget lowered with no fault to kick the thread is still
+ * enforced at once, not an hour later. */
+static void eviction_tick_ignores_the_wall_clock(void)
+{
+	struct fixture f;
+	size_t pages = 4 * MB / PG;
+	unsigned char *r;
+
+	atomic_store(&wall_clock_ahead, true);
+	f = start(16 * MB);
+	r = filled_region(&f, pages, 1);
+	usleep(20 * 1000); /* the thread is in its timed wait, begun under the shifted clock */
+	CHECK_EQ(vstats(&f).evicted, 0);
+	CHECK_EQ(uzs_group_set_memory_max(f.g, 2 * MB), 0); /* nothing wakes the thread */
+	for (int i = 0; i < 200 && !vstats(&f).evicted; i++)
+		usleep(5 * 1000);
+	CHECK(vstats(&f).evicted > 0);
+	CHECK_EQ(count_bad(r, pages, 1), 0);
+	CHECK_EQ(uzs_region_destroy(f.vm, r, pages * PG), 0);
+	stop(&f);
+	atomic_store(&wall_clock_ahead, false);
+}
+
 static void region_round_trip_over_budget(void)
 {
 	struct fixture f = start(8 * MB);
@@ -915,5 +954,6 @@ int main(void)
 	RUN(vm_threads_pinned_apart);
 	RUN(moves_counted_as_the_page_tables_say);
 	RUN(a_page_gone_unseen_is_counted_lost);
+	RUN(eviction_tick_ignores_the_wall_clock);
 	return CHECK_DONE();
 }

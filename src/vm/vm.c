@@ -1159,6 +1159,7 @@ static int vm_alloc(struct uzs *uzs, struct uzs_group *group, struct uzs_vm **ou
 {
 	struct uzs_vm *vm = calloc(1, sizeof(*vm));
 	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = NULL };
+	pthread_condattr_t mono;
 
 	if (!vm)
 		return -ENOMEM;
@@ -1179,7 +1180,10 @@ static int vm_alloc(struct uzs *uzs, struct uzs_group *group, struct uzs_vm **ou
 	vm->agent_listen = vm->listen_stop = -1;
 	pthread_mutex_init(&vm->lock, NULL);
 	pthread_mutex_init(&vm->listen_lock, NULL);
-	pthread_cond_init(&vm->evict_cond, NULL);
+	pthread_condattr_init(&mono);
+	pthread_condattr_setclock(&mono, CLOCK_MONOTONIC);
+	pthread_cond_init(&vm->evict_cond, &mono);
+	pthread_condattr_destroy(&mono);
 	pthread_cond_init(&vm->sync_cond, NULL);
 	*out = vm;
 	if (vm->stash == MAP_FAILED)

@@ -289,6 +289,62 @@ static void fork_child_sees_fork_time_memory(void)
 	stop(&f);
 }
 
+/* The slot that holds page pg of generation gen, with one reference more (the test's);
+ * 0 if none does. Dup'ed before it is read, so an exclusive load takes nothing. */
+static uzs_slot_t slot_holding(struct fixture *f, uint64_t pg, uint64_t gen)
+{
+	unsigned char *buf = aligned_alloc(PG, PG);
+	uint64_t total = estats(f->uzs).swap_slots_total;
+	uzs_slot_t found = 0;
+
+	for (uzs_slot_t slot = 1; slot < total && !found; slot++) {
+		if (uzs_dup(f->uzs, slot))
+			continue;
+		if (uzs_swap_in(f->uzs, slot, buf, 0) == 0 && same(buf, pg, gen))
+			found = slot;
+		else
+			uzs_free(f->uzs, slot);
+	}
+	free(buf);
+	return found;
+}
+
+/* A swapped page whose slot has all the references a slot can take (-EOVERFLOW on one
+ * more) still reaches a forked child: read and stored again for it. Before, the child's
+ * page was left empty and read as zeros, with nothing counted. */
+static void fork_child_gets_a_page_whose_slot_is_full(void)
+{
+	struct fixture f = start(1 * MB);
+	size_t pages = 4 * MB / PG;
+	unsigned long extra = 1; /* slot_holding's */
+	unsigned char *r;
+	uzs_slot_t slot;
+	int status = -1;
+	pid_t pid;
+
+	r = filled_region(&f, pages, 1);
+	uzs_vm_sync(f.vm);
+	for (int i = 0; i < 400 && (resident(r) || vstats(&f).staged_pages); i++)
+		usleep(5000);
+	CHECK(!resident(r));
+	slot = slot_holding(&f, 0, 1);
+	CHECK(slot != 0);
+	while (slot && uzs_dup(f.uzs, slot) == 0)
+		extra++;
+	CHECK_EQ(uzs_dup(f.uzs, slot), -EOVERFLOW);
+	pid = fork();
+	if (pid == 0)
+		_exit(count_bad(r, pages, 1) == 0 ? 0 : 1);
+	CHECK_EQ(waitpid(pid, &status, 0), pid);
+	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	CHECK_EQ(vstats(&f).swapin_errors, 0);
+	while (slot && extra--)
+		CHECK_EQ(uzs_free(f.uzs, slot), 0);
+	CHECK_EQ(count_bad(r, pages, 1), 0);
+	CHECK_EQ(uzs_region_destroy(f.vm, r, pages * PG), 0);
+	stop(&f);
+}
+
 /* The most pages of r the process has mapped while it reads them all (gen) and writes
  * them again (gen + 1), checking both; -1 if a page was wrong. */
 static long pass_peak_resident(unsigned char *r, size_t pages, uint64_t gen)
@@ -942,6 +998,7 @@ int main(void)
 	RUN(madvise_and_munmap_free_slots);
 	RUN(mremap_moves_slots);
 	RUN(fork_child_sees_fork_time_memory);
+	RUN(fork_child_gets_a_page_whose_slot_is_full);
 	RUN(forked_children_stay_under_budget);
 	RUN(forked_children_end_with_the_vm);
 	RUN(children_forked_back_to_back_keep_their_memory);

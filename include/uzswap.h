@@ -157,7 +157,9 @@ int uzs_swap_out(struct uzs *uzs, struct uzs_group *group, const void *page, uzs
  * With exclusive loads, a caller that is the slot's only holder takes the page over: the
  * cached copy is freed and a second swap-in of the slot returns -ENODATA.
  * -EINVAL: the slot is not allocated. -EIO: the stored data is corrupt or the swap file
- * failed; the page is left untouched. */
+ * failed; the page is left untouched. -ENOMEM: no memory to decompress it just now (a
+ * shortage, not damage); the page is left untouched and the slot keeps its page: try
+ * again later. */
 int uzs_swap_in(struct uzs *uzs, uzs_slot_t slot, void *page, unsigned flags);
 
 /* ---- multi-page runs, as the kernel swaps large folios ---- */
@@ -176,7 +178,10 @@ int uzs_swap_out_run(struct uzs *uzs, struct uzs_group *group, const void *pages
  * pages, as uzs_swap_in does for one. If every page is in the cache, all are decompressed;
  * if none is, the run is read from the swap file in one read; if only some are (a
  * writeback or a free took part of it), -EIO and pages is not touched: never mixed data.
- * The decision is made on one consistent snapshot of the run. */
+ * The decision is made on one consistent snapshot of the run. When a cached page of the
+ * run is corrupt (-EIO) or cannot be decompressed for want of memory (-ENOMEM), the pages
+ * decompressed in parallel with it may already hold their own data; none holds anything
+ * else (no partial or garbage page), and every slot keeps its page. */
 int uzs_swap_in_run(struct uzs *uzs, uzs_slot_t first, void *pages, unsigned nr, unsigned flags);
 
 /* How many of the nr slots from first have their page in the cache (nr: all, 0: none,

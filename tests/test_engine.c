@@ -335,7 +335,15 @@ static void corrupted_compressed_data_is_eio(void)
 		text_page(page, 5);
 		CHECK_EQ(uzs_swap_out(uzs, NULL, page, &slot), 0);
 		CHECK_EQ(uzs_test_corrupt_cached(uzs, slot), 0);
+		memset(out, 0xa5, PAGE);
 		CHECK_EQ(uzs_swap_in(uzs, slot, out, 0), -EIO);
+		/* the promise of -EIO: what the decompressor wrote before it failed stays out */
+		for (unsigned i = 0; i < PAGE; i++)
+			if (out[i] != 0xa5) {
+				fprintf(stderr, "  %s: byte %u of the page changed\n", *c, i);
+				CHECK(!"page untouched on -EIO");
+				break;
+			}
 		CHECK_EQ(stats_of(uzs).decompress_fail, 1);
 		/* still an error the second time, never silently other data */
 		CHECK_EQ(uzs_swap_in(uzs, slot, out, UZS_SWAPIN_FREE), -EIO);

@@ -5,6 +5,7 @@
 #define _GNU_SOURCE
 #define UZS_FAULT_IMPL /* the test's own allocations never fail */
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -304,6 +305,68 @@ static void full_swap_file_with_failing_writes(void)
 	all_back_and_empty(&w);
 }
 
+/* A decompressor that cannot get its per-thread state (a fresh thread, its allocation
+ * failing) is a shortage, not damage: -ENOMEM, not counted as corrupt, the page left as
+ * it was and the entry kept, so the same swap-in succeeds once memory is back. */
+struct shortage {
+	struct uzs *uzs;
+	uzs_slot_t lz4_slot, slot;
+	const unsigned char *want;
+	int first_err, second_err;
+	bool untouched, cached_after, same_after;
+};
+
+static void *shortage_thread(void *arg)
+{
+	struct shortage *t = arg;
+	unsigned char out[PAGE];
+
+	/* an lz4 page first: this thread's scratch pages exist, no decompressor state */
+	CHECK_EQ(uzs_swap_in(t->uzs, t->lz4_slot, out, UZS_SWAPIN_FREE), 0);
+	memset(out, 0xa5, PAGE);
+	fault_fail_every(FAULT_ALLOC, 1);
+	t->first_err = uzs_swap_in(t->uzs, t->slot, out, 0);
+	fault_reset();
+	t->untouched = true;
+	for (unsigned i = 0; i < PAGE; i++)
+		t->untouched = t->untouched && out[i] == 0xa5;
+	t->cached_after = uzs_test_cached(t->uzs, t->slot) == 1;
+	t->second_err = uzs_swap_in(t->uzs, t->slot, out, UZS_SWAPIN_FREE);
+	t->same_after = !memcmp(out, t->want, PAGE);
+	return NULL;
+}
+
+static void decompressor_shortage_is_enomem_not_corruption(void)
+{
+	static const char *const comps[] = { "zstd", "deflate" };
+
+	for (unsigned i = 0; i < 2; i++) {
+		struct shortage t = { .want = corpus + 3 * PAGE };
+		struct uzs_config c;
+		pthread_t th;
+
+		uzs_config_init(&c);
+		c.compressor = "lz4";
+		c.swapfile_bytes = 16ull << 20;
+		CHECK_EQ(uzs_open(&c, &t.uzs), 0);
+		CHECK_EQ(uzs_swap_out(t.uzs, NULL, corpus + 2 * PAGE, &t.lz4_slot), 0);
+		CHECK_EQ(uzs_set_compressor(t.uzs, comps[i], 0), 0);
+		CHECK_EQ(uzs_swap_out(t.uzs, NULL, t.want, &t.slot), 0);
+		CHECK_EQ(pthread_create(&th, NULL, shortage_thread, &t), 0);
+		pthread_join(th, NULL);
+		if (t.first_err != -ENOMEM)
+			fprintf(stderr, "  %s: first swap-in %d\n", comps[i], t.first_err);
+		CHECK_EQ(t.first_err, -ENOMEM);
+		CHECK(t.untouched);
+		CHECK(t.cached_after);
+		CHECK_EQ(estats(t.uzs).decompress_fail, 0);
+		CHECK_EQ(t.second_err, 0);
+		CHECK(t.same_after);
+		CHECK_EQ(settled(t.uzs).stored_pages, 0);
+		uzs_close(t.uzs);
+	}
+}
+
 int main(void)
 {
 	corpus = corpus_load(&corpus_pages);
@@ -314,6 +377,7 @@ int main(void)
 	RUN(all_sites_at_random);
 	RUN(open_fails_cleanly);
 	RUN(full_swap_file_with_failing_writes);
+	RUN(decompressor_shortage_is_enomem_not_corruption);
 	free(corpus);
 	return CHECK_DONE();
 }

@@ -12,7 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "regions.h"
@@ -35,6 +37,43 @@ static void region_reads_zeros_until_written(void)
 
 /* 4x the budget written, then read back: everything byte-exact, pages went through the
  * engine, and the group ended within its budget. */
+/* A wall clock reading an hour ahead of the kernel's, as just after the clock was set
+ * back an hour: only this binary's calls (the library's among them) see it. */
+static atomic_bool wall_clock_ahead;
+
+int clock_gettime(clockid_t id, struct timespec *ts)
+{
+	if (syscall(SYS_clock_gettime, id, ts))
+		return -1;
+	if (id == CLOCK_REALTIME && atomic_load(&wall_clock_ahead))
+		ts->tv_sec += 3600;
+	return 0;
+}
+
+/* The eviction thread's periodic look at the budget (every 2 ms) keeps its pace whatever
+ * the wall clock says: a budget lowered with no fault to kick the thread is still
+ * enforced at once, not an hour later. */
+static void eviction_tick_ignores_the_wall_clock(void)
+{
+	struct fixture f;
+	size_t pages = 4 * MB / PG;
+	unsigned char *r;
+
+	atomic_store(&wall_clock_ahead, true);
+	f = start(16 * MB);
+	r = filled_region(&f, pages, 1);
+	usleep(20 * 1000); /* the thread is in its timed wait, begun under the shifted clock */
+	CHECK_EQ(vstats(&f).evicted, 0);
+	CHECK_EQ(uzs_group_set_memory_max(f.g, 2 * MB), 0); /* nothing wakes the thread */
+	for (int i = 0; i < 200 && !vstats(&f).evicted; i++)
+		usleep(5 * 1000);
+	CHECK(vstats(&f).evicted > 0);
+	CHECK_EQ(count_bad(r, pages, 1), 0);
+	CHECK_EQ(uzs_region_destroy(f.vm, r, pages * PG), 0);
+	stop(&f);
+	atomic_store(&wall_clock_ahead, false);
+}
+
 static void region_round_trip_over_budget(void)
 {
 	struct fixture f = start(8 * MB);
@@ -246,6 +285,62 @@ static void fork_child_sees_fork_time_memory(void)
 	 * here when they were left resident). */
 	fprintf(stderr, "  evict_shared %llu\n", (unsigned long long)vstats(&f).evict_shared);
 	CHECK_EQ(vstats(&f).evict_shared, 0);
+	CHECK_EQ(uzs_region_destroy(f.vm, r, pages * PG), 0);
+	stop(&f);
+}
+
+/* The slot that holds page pg of generation gen, with one reference more (the test's);
+ * 0 if none does. Dup'ed before it is read, so an exclusive load takes nothing. */
+static uzs_slot_t slot_holding(struct fixture *f, uint64_t pg, uint64_t gen)
+{
+	unsigned char *buf = aligned_alloc(PG, PG);
+	uint64_t total = estats(f->uzs).swap_slots_total;
+	uzs_slot_t found = 0;
+
+	for (uzs_slot_t slot = 1; slot < total && !found; slot++) {
+		if (uzs_dup(f->uzs, slot))
+			continue;
+		if (uzs_swap_in(f->uzs, slot, buf, 0) == 0 && same(buf, pg, gen))
+			found = slot;
+		else
+			uzs_free(f->uzs, slot);
+	}
+	free(buf);
+	return found;
+}
+
+/* A swapped page whose slot has all the references a slot can take (-EOVERFLOW on one
+ * more) still reaches a forked child: read and stored again for it. Before, the child's
+ * page was left empty and read as zeros, with nothing counted. */
+static void fork_child_gets_a_page_whose_slot_is_full(void)
+{
+	struct fixture f = start(1 * MB);
+	size_t pages = 4 * MB / PG;
+	unsigned long extra = 1; /* slot_holding's */
+	unsigned char *r;
+	uzs_slot_t slot;
+	int status = -1;
+	pid_t pid;
+
+	r = filled_region(&f, pages, 1);
+	uzs_vm_sync(f.vm);
+	for (int i = 0; i < 400 && (resident(r) || vstats(&f).staged_pages); i++)
+		usleep(5000);
+	CHECK(!resident(r));
+	slot = slot_holding(&f, 0, 1);
+	CHECK(slot != 0);
+	while (slot && uzs_dup(f.uzs, slot) == 0)
+		extra++;
+	CHECK_EQ(uzs_dup(f.uzs, slot), -EOVERFLOW);
+	pid = fork();
+	if (pid == 0)
+		_exit(count_bad(r, pages, 1) == 0 ? 0 : 1);
+	CHECK_EQ(waitpid(pid, &status, 0), pid);
+	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	CHECK_EQ(vstats(&f).swapin_errors, 0);
+	while (slot && extra--)
+		CHECK_EQ(uzs_free(f.uzs, slot), 0);
+	CHECK_EQ(count_bad(r, pages, 1), 0);
 	CHECK_EQ(uzs_region_destroy(f.vm, r, pages * PG), 0);
 	stop(&f);
 }
@@ -905,6 +1000,7 @@ int main(void)
 	RUN(madvise_and_munmap_free_slots);
 	RUN(mremap_moves_slots);
 	RUN(fork_child_sees_fork_time_memory);
+	RUN(fork_child_gets_a_page_whose_slot_is_full);
 	RUN(forked_children_stay_under_budget);
 	RUN(forked_children_end_with_the_vm);
 	RUN(children_forked_back_to_back_keep_their_memory);
@@ -917,5 +1013,6 @@ int main(void)
 	RUN(vm_threads_pinned_apart);
 	RUN(moves_counted_as_the_page_tables_say);
 	RUN(a_page_gone_unseen_is_counted_lost);
+	RUN(eviction_tick_ignores_the_wall_clock);
 	return CHECK_DONE();
 }

@@ -90,6 +90,43 @@ static unsigned char *distinct_pages(size_t first, unsigned nr)
 	return p;
 }
 
+/* A corrupt page in a cached run: -EIO, no page of the buffer holds anything but the
+ * marker or its own data (the corrupt one keeps the marker), every slot keeps its page. */
+static void corrupt_page_in_run_is_eio_and_never_garbage(void)
+{
+	struct uzs *uzs = open_pool(0);
+	unsigned nr = 16, bad = 5;
+	unsigned char *buf = aligned_alloc(PAGE, nr * PAGE), *page = aligned_alloc(PAGE, PAGE);
+	unsigned char *pages = distinct_pages(0, nr), *marker = aligned_alloc(PAGE, PAGE);
+	uzs_slot_t first;
+
+	memset(marker, 0xab, PAGE);
+	CHECK_EQ(uzs_swap_out_run(uzs, NULL, pages, nr, &first), 0);
+	CHECK_EQ(uzs_present(uzs, first, nr), (int)nr);
+	CHECK_EQ(uzs_test_corrupt_cached(uzs, first + bad), 0);
+	memset(buf, 0xab, nr * PAGE);
+	CHECK_EQ(uzs_swap_in_run(uzs, first, buf, nr, 0), -EIO);
+	CHECK(memcmp(buf + (size_t)bad * PAGE, marker, PAGE) == 0);
+	for (unsigned k = 0; k < nr; k++)
+		CHECK(memcmp(buf + (size_t)k * PAGE, marker, PAGE) == 0 ||
+		      memcmp(buf + (size_t)k * PAGE, pages + (size_t)k * PAGE, PAGE) == 0);
+	CHECK_EQ(estats(uzs).decompress_fail, 1);
+	CHECK_EQ(uzs_present(uzs, first, nr), (int)nr);
+	for (unsigned k = 0; k < nr; k++) {
+		if (k == bad)
+			continue;
+		CHECK_EQ(uzs_swap_in(uzs, first + k, page, UZS_SWAPIN_FREE), 0);
+		CHECK(memcmp(page, pages + (size_t)k * PAGE, PAGE) == 0);
+	}
+	CHECK_EQ(uzs_free(uzs, first + bad), 0);
+	CHECK_EQ(estats(uzs).stored_pages, 0);
+	free(marker);
+	free(pages);
+	free(page);
+	free(buf);
+	uzs_close(uzs);
+}
+
 /* Part of a run written back: the run swap-in refuses with -EIO and leaves the buffer as
  * it was; the pages are all still there one by one. */
 static void partial_run_swapin_is_eio_and_untouched(void)
@@ -335,6 +372,7 @@ int main(void)
 	RUN(all_or_nothing_store);
 	RUN(present_answer_holds_while_held);
 	RUN(runs_split_page_by_page);
+	RUN(corrupt_page_in_run_is_eio_and_never_garbage);
 	RUN(run_finds_clusters_idle_threads_hold);
 	RUN(run_bad_arguments);
 	free(corpus);

@@ -4,6 +4,8 @@
 #define _GNU_SOURCE
 #define UZS_FAULT_IMPL /* the test's own allocations never fail */
 #include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -311,6 +313,159 @@ static void occupied_slot_is_dropped(void)
 	alarm(0);
 }
 
+/* SIGBUS on a page that could not come back, caught in the thread that touched it. */
+static __thread sigjmp_buf bus_jump;
+static atomic_int bus_hits;
+
+static void on_bus(int sig)
+{
+	(void)sig;
+	atomic_fetch_add(&bus_hits, 1);
+	siglongjmp(bus_jump, 1);
+}
+
+struct toucher {
+	const unsigned char *page;
+	uint64_t pg, gen;
+	bool ok;
+};
+
+static void *touch_page(void *arg)
+{
+	struct toucher *t = arg;
+
+	if (sigsetjmp(bus_jump, 1) == 0)
+		t->ok = same(t->page, t->pg, t->gen);
+	return NULL;
+}
+
+/* Wait until the page at addr is out of the program and compressed (not staged). */
+static bool swapped_out(struct fixture *f, const void *addr)
+{
+	for (int i = 0; i < 400; i++) {
+		if (!resident(addr) && !vstats(f).staged_pages)
+			return true;
+		usleep(5000);
+	}
+	return false;
+}
+
+/* A swapped page the fault thread cannot decompress for want of memory (its decompressor
+ * state fails to allocate) is a shortage, not damage: the fault waits and is served once
+ * memory is back, with the page's data; before, it was poisoned (SIGBUS) and its slot
+ * freed. */
+static void decompressor_shortage_defers_the_fault(void)
+{
+	struct fixture f = start(1 * MB);
+	size_t pages = 4 * MB / PG;
+	struct toucher t = { .pg = 0, .gen = 1 };
+	struct sigaction sa = { .sa_handler = on_bus }, old;
+	unsigned long injected;
+	pthread_t th;
+	unsigned char *r;
+
+	alarm(WATCHDOG_S);
+	atomic_store(&bus_hits, 0);
+	/* zstd: its decompression needs per-thread state, which the fault thread does not
+	 * have yet (it has served only first touches) */
+	CHECK_EQ(uzs_set_compressor(f.uzs, "zstd", 0), 0);
+	r = filled_region(&f, pages, 1);
+	uzs_vm_sync(f.vm);
+	CHECK(swapped_out(&f, r));
+	t.page = r;
+	sigemptyset(&sa.sa_mask);
+	CHECK_EQ(sigaction(SIGBUS, &sa, &old), 0);
+	fault_fail_every(FAULT_ALLOC, 1);
+	CHECK_EQ(pthread_create(&th, NULL, touch_page, &t), 0);
+	usleep(50 * 1000); /* the fault is tried, and retried, while allocations fail */
+	injected = fault_injected(FAULT_ALLOC);
+	fault_reset();
+	pthread_join(th, NULL);
+	sigaction(SIGBUS, &old, NULL);
+	CHECK(injected > 0);
+	CHECK_EQ(atomic_load(&bus_hits), 0);
+	CHECK(t.ok);
+	CHECK_EQ(vstats(&f).swapin_errors, 0);
+	CHECK_EQ(estats(f.uzs).decompress_fail, 0);
+	if (!atomic_load(&bus_hits)) /* else page 0 is poisoned: reading it would end the test */
+		CHECK_EQ(count_bad(r, pages, 1), 0);
+	CHECK_EQ(uzs_region_destroy(f.vm, r, pages * PG), 0);
+	stop(&f);
+	alarm(0);
+}
+
+struct restore_race {
+	struct fixture *f;
+	unsigned char *page;  /* the page whose swap-in is raced */
+	unsigned char *other; /* a resident page whose drop leaves an event pending */
+	pthread_t dropper;
+	atomic_bool fired;
+};
+
+static void *drop_other(void *arg)
+{
+	struct restore_race *d = arg;
+
+	CHECK_EQ(madvise(d->other, PG, MADV_DONTNEED), 0);
+	return NULL;
+}
+
+/* On the fault thread, the pages decompressed and their slots gone: the program drops
+ * another page (its event pending, so the install is refused: EAGAIN), and the group's
+ * cache refuses every store with writeback off (so they cannot be stored again). */
+static void pend_and_refuse(void *arg, uint64_t addr)
+{
+	struct restore_race *d = arg;
+
+	if (addr != (uintptr_t)d->page) { /* another page's swap-in: wait for ours */
+		fault_on(HOOK_SWAPIN_READ, pend_and_refuse, d);
+		return;
+	}
+	atomic_store(&d->fired, true);
+	CHECK_EQ(uzs_group_set_zswap_writeback(d->f->g, false), 0);
+	CHECK_EQ(uzs_group_set_zswap_max(d->f->g, 0), 0);
+	CHECK_EQ(pthread_create(&d->dropper, NULL, drop_other, d), 0);
+	usleep(50 * 1000); /* its event reaches the descriptor */
+}
+
+/* Pages swapped in that can be neither installed nor stored again have lost their data:
+ * the access raises SIGBUS (counted), never reads zeros as if nothing had been there. */
+static void page_that_cannot_be_put_back_is_never_zeros(void)
+{
+	struct fixture f = start(1 * MB);
+	size_t pages = 4 * MB / PG;
+	struct restore_race d = { .f = &f };
+	struct toucher t = { .pg = 0, .gen = 1 };
+	struct sigaction sa = { .sa_handler = on_bus }, old;
+	pthread_t th;
+	unsigned char *r;
+
+	alarm(WATCHDOG_S);
+	atomic_store(&bus_hits, 0);
+	r = filled_region(&f, pages, 1);
+	uzs_vm_sync(f.vm);
+	CHECK(swapped_out(&f, r));
+	d.other = r + (pages - 1) * PG;
+	d.page = r;
+	t.page = r;
+	sigemptyset(&sa.sa_mask);
+	CHECK_EQ(sigaction(SIGBUS, &sa, &old), 0);
+	fault_on(HOOK_SWAPIN_READ, pend_and_refuse, &d);
+	CHECK_EQ(pthread_create(&th, NULL, touch_page, &t), 0);
+	pthread_join(th, NULL);
+	sigaction(SIGBUS, &old, NULL);
+	CHECK(atomic_load(&d.fired));
+	if (atomic_load(&d.fired))
+		pthread_join(d.dropper, NULL);
+	fault_reset();
+	CHECK(!t.ok);
+	CHECK_EQ(atomic_load(&bus_hits), 1);
+	CHECK(vstats(&f).swapin_errors >= 1);
+	CHECK_EQ(uzs_region_destroy(f.vm, r, pages * PG), 0);
+	stop(&f);
+	alarm(0);
+}
+
 int main(void)
 {
 	skip_unless_transparent_mode_works();
@@ -319,5 +474,7 @@ int main(void)
 	RUN(fork_during_eviction_round);
 	RUN(fork_while_pages_come_back);
 	RUN(occupied_slot_is_dropped);
+	RUN(decompressor_shortage_defers_the_fault);
+	RUN(page_that_cannot_be_put_back_is_never_zeros);
 	return CHECK_DONE();
 }

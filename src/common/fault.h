@@ -36,6 +36,8 @@ enum hook_point {
 	HOOK_MOVE_INTO,		/* eviction of the caller's own pages: last round's staged copies
 				 * dropped, this round's moves not yet made (the first's staging
 				 * slot) */
+	HOOK_SWAPIN_READ,	/* a fault's swap-in: pages decompressed, not yet installed (the
+				 * first one's address) */
 	HOOK_NR_POINTS
 };
 

@@ -45,7 +45,8 @@
 
 
 /* ---- per-thread scratch: compression output, then a page for writeback staging (a
- * store that reclaims for its group's limit writes back while holding its output) ---- */
+ * store that reclaims for its group's limit writes back while holding its output), then
+ * a page loads decompress into before the caller's page is touched ---- */
 
 static __thread unsigned char *scratch_buf;
 static pthread_key_t scratch_key;
@@ -61,7 +62,7 @@ unsigned char *scratch(void)
 	if (!scratch_buf) {
 		pthread_once(&scratch_once, scratch_key_init);
 		/* Page-aligned so writeback can hand it to O_DIRECT I/O without a copy. */
-		scratch_buf = aligned_alloc(PAGE, COMP_DST_BYTES + PAGE);
+		scratch_buf = aligned_alloc(PAGE, COMP_DST_BYTES + 2 * PAGE);
 		if (scratch_buf)
 			pthread_setspecific(scratch_key, scratch_buf);
 	}
@@ -73,6 +74,13 @@ static unsigned char *writeback_page(void)
 	unsigned char *buf = scratch();
 
 	return buf ? buf + COMP_DST_BYTES : NULL;
+}
+
+static unsigned char *load_bounce_page(void)
+{
+	unsigned char *buf = scratch();
+
+	return buf ? buf + COMP_DST_BYTES + PAGE : NULL;
 }
 
 static void scratch_thread_cleanup(void)
@@ -217,25 +225,56 @@ void entry_destroy(struct uzs *uzs, struct entry *e)
 	free(e);
 }
 
-/* Put an entry's page into page. -EIO when the compressed data is corrupt. */
+/* Decompress an entry's page into page. -EIO when the compressed data is corrupt (page
+ * then holds whatever the decompressor wrote), -ENOMEM when the decompressor's per-thread
+ * state could not be allocated (a shortage, not damage: not counted, the entry intact). */
+static int entry_decompress(struct uzs *uzs, const struct entry *e, void *page)
+{
+	const void *src = pool_map(uzs->pool, e->handle);
+	int err;
+
+	if (e->kind == ENTRY_RAW) {
+		memcpy(page, src, PAGE);
+		err = 0;
+	} else {
+		err = comp_decompress(&uzs->comps[e->comp], src, e->length, page, PAGE);
+	}
+	pool_unmap(uzs->pool, e->handle);
+	if (err == -ENOMEM)
+		return err;
+	if (err)
+		stat_inc(uzs->stats, C_DECOMPRESS_FAIL);
+	return err ? -EIO : 0;
+}
+
+/* Put an entry's page into a buffer of the engine's own (writeback staging): on error its
+ * contents are undefined. */
 int entry_read(struct uzs *uzs, const struct entry *e, void *page)
 {
-	const void *src;
-	int err = 0;
-
 	if (e->kind == ENTRY_SAME) {
 		fill_page(page, e->fill);
 		return 0;
 	}
-	src = pool_map(uzs->pool, e->handle);
-	if (e->kind == ENTRY_RAW)
-		memcpy(page, src, PAGE);
-	else
-		err = comp_decompress(&uzs->comps[e->comp], src, e->length, page, PAGE);
-	pool_unmap(uzs->pool, e->handle);
-	if (err)
-		stat_inc(uzs->stats, C_DECOMPRESS_FAIL);
-	return err ? -EIO : 0;
+	return entry_decompress(uzs, e, page);
+}
+
+/* Put an entry's page into a caller's page, which an error leaves untouched: a compressed
+ * page goes through this thread's bounce page (the decompressors write as they go, so a
+ * corrupt object would leave garbage behind), copied over only once it decompressed. */
+int entry_load(struct uzs *uzs, const struct entry *e, void *page)
+{
+	unsigned char *bounce;
+	int err;
+
+	if (e->kind != ENTRY_COMPRESSED)
+		return entry_read(uzs, e, page);
+	bounce = load_bounce_page();
+	if (!bounce)
+		return -ENOMEM;
+	err = entry_decompress(uzs, e, bounce);
+	if (!err)
+		memcpy(page, bounce, PAGE);
+	return err;
 }
 
 /* ---- limits and the shrink worker ---- */
@@ -842,7 +881,8 @@ int invalid_slot(struct uzs *uzs)
 	return -EINVAL;
 }
 
-/* Read from the cache. 1 done, 0 not cached, -EIO corrupt. take: detach on success. */
+/* Read from the cache. 1 done, 0 not cached, -EIO corrupt, -ENOMEM no memory to
+ * decompress (the entry kept). take: detach on success. */
 static int load_cached(struct uzs *uzs, uint64_t slot, void *page, bool take)
 {
 	struct entry *e = tree_borrow(uzs->tree, slot);
@@ -850,7 +890,7 @@ static int load_cached(struct uzs *uzs, uint64_t slot, void *page, bool take)
 
 	if (!e)
 		return 0;
-	err = entry_read(uzs, e, page);
+	err = entry_load(uzs, e, page);
 	if (!err && !take && e->kind != ENTRY_SAME)
 		/* A copy the caller holds too: the cheapest thing to reclaim. */
 		entry_lru_demote(e);

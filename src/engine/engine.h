@@ -76,8 +76,11 @@ bool group_charged(const struct uzs_group *g);
 void entry_count(struct uzs *uzs, const struct entry *e, int sign);
 /* Free an entry the caller owns: off its LRU, out of the pool, uncounted. */
 void entry_destroy(struct uzs *uzs, struct entry *e);
-/* Put an entry's page into page. -EIO when the compressed data is corrupt. */
+/* Put an entry's page into a buffer of the engine's own. -EIO when the compressed data is
+ * corrupt (the buffer then undefined), -ENOMEM when no memory to decompress. */
 int entry_read(struct uzs *uzs, const struct entry *e, void *page);
+/* The same into a caller's page, untouched on error; -ENOMEM: a shortage, the entry intact. */
+int entry_load(struct uzs *uzs, const struct entry *e, void *page);
 void entry_lru_add(struct entry *e);
 void entry_lru_del(struct entry *e);
 /* Compress page into the scratch buffer; e says what to store (*src) and how long. */

@@ -279,9 +279,13 @@ struct run_load {
 static void read_entry_job(void *arg, unsigned i)
 {
 	struct run_load *l = arg;
-	int err = entry_read(l->uzs, l->entries[i], l->pages + (size_t)i * PAGE);
+	int err = entry_load(l->uzs, l->entries[i], l->pages + (size_t)i * PAGE);
+	int none = 0;
 
-	if (err)
+	/* corruption outranks a shortage: -EIO stays, -ENOMEM only where nothing was said */
+	if (err == -ENOMEM)
+		atomic_compare_exchange_strong(&l->err, &none, err);
+	else if (err)
 		atomic_store(&l->err, err);
 }
 

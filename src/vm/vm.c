@@ -22,12 +22,16 @@
 #include <unistd.h>
 
 #include "engine.h"
+#include "fault.h"
 #include "uffd.h"
 
 #define FAULT_SPIN_NS 50000ull /* how long the fault thread looks before sleeping */
 #define HOT_TURNS 8 /* reads of the last faulting space per look at all of them */
 #define FORK_GRACE_NS 100000000ull /* a forked child's time to exec before it is charged */
 #define PENDING_PATIENCE_NS 1000000000ull /* a fault waits at most this long for room */
+/* A swapped page whose data could not be kept anywhere (0 is never a slot): an access
+ * raises SIGBUS, never zeros; it was counted in swapin_errors when it was lost. */
+#define LOST_SLOT 0
 
 static uint64_t now_ns(void)
 {
@@ -197,7 +201,7 @@ static void release_page(void *arg, uint64_t pg, struct vpage *p)
 	struct vm_space *s = arg;
 
 	(void)pg;
-	if (vp_kind(p) == VP_SWAPPED)
+	if (vp_kind(p) == VP_SWAPPED && vp_payload(p) != LOST_SLOT)
 		uzs_free(s->vm->uzs, vp_payload(p));
 	p->val = 0;
 }
@@ -425,19 +429,28 @@ static bool refault_is_hot(struct vm_space *s, const struct vpage *p)
 }
 
 /* Pages decompressed but not installed (a pending event, the mapping changed): stored
- * again, so nothing is lost; the fault is retried after the event. */
+ * again, so nothing is lost; the fault is retried after the event. A page the engine
+ * refuses (the swap file full, or the group's writeback off and the cache full) is
+ * installed where it is, over the budget, if the mapping takes it now; failing that it is
+ * lost, and an access raises SIGBUS (counted), never reads zeros. */
 static void restore_pages(struct vm_space *s, uint64_t pg, unsigned from, unsigned n)
 {
 	struct uzs_vm *vm = s->vm;
 
 	for (unsigned i = from; i < n; i++) {
 		struct vpage *p = ptable_get(&s->pt, pg + i, false);
+		const unsigned char *page = vm->buf + (size_t)i * VM_PAGE;
 		uzs_slot_t slot;
 
-		if (uzs_swap_out(vm->uzs, vm->group, vm->buf + (size_t)i * VM_PAGE, &slot) == 0)
+		if (uzs_swap_out(vm->uzs, vm->group, page, &slot) == 0) {
 			vp_set(p, VP_SWAPPED, 0, slot);
-		else
+		} else if (uffd_copy(s->uffd, pg_addr(pg + i), page, VM_PAGE) == VM_PAGE) {
+			mark_resident(s, pg + i, 1, false);
+			atomic_fetch_add(&vm->st.budget_overruns, 1);
+		} else {
+			vp_set(p, VP_SWAPPED, 0, LOST_SLOT);
 			atomic_fetch_add(&vm->st.swapin_errors, 1);
+		}
 	}
 }
 
@@ -487,21 +500,40 @@ static int serve_swapped(struct vm_space *s, uint64_t pg)
 	uzs_slot_t slots[RA_MAX];
 	bool hot = refault_is_hot(s, ptable_get(&s->pt, pg, false));
 	long err;
+	int in_err = 0;
 
 	for (unsigned i = 0; i < n; i++)
 		slots[i] = vp_payload(ptable_get(&s->pt, first + i, false));
 	/* Only this thread changes swapped pages: decompress without the lock. */
 	pthread_mutex_unlock(&vm->lock);
 	for (; got < n; got++)
-		if (uzs_swap_in(vm->uzs, slots[got], vm->buf + (size_t)got * VM_PAGE,
-				UZS_SWAPIN_FREE) < 0)
+		if (slots[got] == LOST_SLOT ||
+		    (in_err = uzs_swap_in(vm->uzs, slots[got], vm->buf + (size_t)got * VM_PAGE,
+					  UZS_SWAPIN_FREE)) < 0)
 			break;
+	if (got)
+		fault_hook(HOOK_SWAPIN_READ, pg_addr(first));
 	pthread_mutex_lock(&vm->lock);
+	if (!got && in_err == -ENOMEM) {
+		/* no memory to decompress just now: the slot keeps its page, the fault waits
+		 * and is tried again (a shortage is no reason to lose the page) */
+		st->probe = false;
+		return DEFER;
+	}
 	if (!got) { /* the page cannot come back: the access raises SIGBUS */
-		atomic_fetch_add(&vm->st.swapin_errors, 1);
-		uzs_free(vm->uzs, slots[0]);
-		vp_set(ptable_get(&s->pt, first, false), VP_NONE, 0, 0);
-		uffd_poison(s->uffd, pg_addr(first), VM_PAGE);
+		struct vpage *p = ptable_get(&s->pt, first, false);
+
+		if (slots[0] != LOST_SLOT) { /* a lost page was counted when it was lost */
+			atomic_fetch_add(&vm->st.swapin_errors, 1);
+			uzs_free(vm->uzs, slots[0]);
+			vp_set(p, VP_SWAPPED, 0, LOST_SLOT);
+		}
+		err = uffd_poison(s->uffd, pg_addr(first), VM_PAGE);
+		if (err == -EAGAIN)
+			return DEFER; /* an event first; still lost, poisoned when retried */
+		vp_set(p, VP_NONE, 0, 0);
+		if (err < 0 && first == pg)
+			uffd_wake(s->uffd, pg_addr(pg), VM_PAGE); /* its range is gone */
 		return first == pg ? SERVED : DEFER; /* the neighbour failed: pg comes alone */
 	}
 	/* the slots are gone (exclusive loads): the pages live in vm->buf until installed */
@@ -673,7 +705,8 @@ static void drop_page(void *arg, uint64_t pg, struct vpage *p)
 		}
 		break;
 	case VP_SWAPPED:
-		uzs_free(s->vm->uzs, vp_payload(p));
+		if (vp_payload(p) != LOST_SLOT)
+			uzs_free(s->vm->uzs, vp_payload(p));
 		break;
 	case VP_NONE:
 		if (p->val & VP_BUSY)
@@ -755,30 +788,73 @@ struct fork_ctx {
 	struct vm_space *parent, *child;
 };
 
+/* A page of the child's that cannot have its data: an access raises SIGBUS, counted. */
+static void fork_lost(struct fork_ctx *c, struct vpage *q)
+{
+	vp_set(q, VP_SWAPPED, 0, LOST_SLOT);
+	atomic_fetch_add(&c->parent->vm->st.swapin_errors, 1);
+}
+
+/* Give the child its own copy of page: stored under a slot of its own, or, if the engine
+ * refuses it (the swap file full, or writeback off and the cache full), installed in the
+ * child's memory (resident, uncharged like the rest of what it inherits); lost only if
+ * the child cannot take it either (it is already gone). */
+static void fork_copy(struct fork_ctx *c, uint64_t pg, struct vpage *q, const void *page)
+{
+	struct uzs_vm *vm = c->parent->vm;
+	uzs_slot_t slot;
+
+	if (uzs_swap_out(vm->uzs, vm->group, page, &slot) == 0)
+		vp_set(q, VP_SWAPPED, 0, slot);
+	else if (uffd_copy(c->child->uffd, pg_addr(pg), page, VM_PAGE) == VM_PAGE)
+		vp_set(q, VP_RESIDENT, VP_UNCHARGED, 0);
+	else
+		fork_lost(c, q);
+}
+
 /* The child sees the parent's memory as it was: resident pages are the kernel's (shared
  * copy-on-write, not charged twice), swapped pages share their slot (one more
- * reference), staged pages are stored for the child from the parent's staging. */
+ * reference; a slot with the most references a slot can have is read and stored again
+ * for the child), staged pages are stored for the child from the parent's staging.
+ * Never silently zeros: a page whose data the child cannot get raises SIGBUS there. */
 static void fork_page(void *arg, uint64_t pg, struct vpage *p)
 {
 	struct fork_ctx *c = arg;
+	struct uzs *uzs = c->parent->vm->uzs;
 	struct vpage *q = ptable_get(&c->child->pt, pg, true);
 	unsigned char page[VM_PAGE];
-	uzs_slot_t slot;
+	uzs_slot_t slot = vp_payload(p);
+	int err;
 
-	if (!q)
+	if (!q) {
+		/* no memory for the child's table: what the kernel holds is the child's
+		 * anyway; any other page is poisoned in the child at once (counted) */
+		if (vp_kind(p) != VP_RESIDENT && vp_kind(p) != VP_NONE) {
+			uffd_poison(c->child->uffd, pg_addr(pg), VM_PAGE);
+			atomic_fetch_add(&c->parent->vm->st.swapin_errors, 1);
+		}
 		return;
+	}
 	switch (vp_kind(p)) {
 	case VP_RESIDENT:
 		vp_set(q, VP_RESIDENT, VP_UNCHARGED, 0);
 		break;
 	case VP_SWAPPED:
-		if (uzs_dup(c->parent->vm->uzs, vp_payload(p)) == 0)
-			vp_set(q, VP_SWAPPED, 0, vp_payload(p));
+		err = slot == LOST_SLOT ? -ENODATA : uzs_dup(uzs, slot);
+		if (err == 0)
+			vp_set(q, VP_SWAPPED, 0, slot);
+		/* the parent is not the slot's only holder (it has the most references), so
+		 * this read takes nothing from it, even with exclusive loads */
+		else if (err == -EOVERFLOW && uzs_swap_in(uzs, slot, page, 0) == 0)
+			fork_copy(c, pg, q, page);
+		else
+			fork_lost(c, q);
 		break;
 	case VP_STAGED:
-		if (space_read_staged(c->parent, (unsigned)vp_payload(p), page) == 0 &&
-		    uzs_swap_out(c->parent->vm->uzs, c->parent->vm->group, page, &slot) == 0)
-			vp_set(q, VP_SWAPPED, 0, slot);
+		if (space_read_staged(c->parent, (unsigned)slot, page) == 0)
+			fork_copy(c, pg, q, page);
+		else
+			fork_lost(c, q);
 		break;
 	}
 }
@@ -1164,6 +1240,7 @@ static int vm_alloc(struct uzs *uzs, struct uzs_group *group, struct uzs_vm **ou
 {
 	struct uzs_vm *vm = calloc(1, sizeof(*vm));
 	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = NULL };
+	pthread_condattr_t mono;
 
 	if (!vm)
 		return -ENOMEM;
@@ -1184,7 +1261,10 @@ static int vm_alloc(struct uzs *uzs, struct uzs_group *group, struct uzs_vm **ou
 	vm->agent_listen = vm->listen_stop = -1;
 	pthread_mutex_init(&vm->lock, NULL);
 	pthread_mutex_init(&vm->listen_lock, NULL);
-	pthread_cond_init(&vm->evict_cond, NULL);
+	pthread_condattr_init(&mono);
+	pthread_condattr_setclock(&mono, CLOCK_MONOTONIC);
+	pthread_cond_init(&vm->evict_cond, &mono);
+	pthread_condattr_destroy(&mono);
 	pthread_cond_init(&vm->sync_cond, NULL);
 	*out = vm;
 	if (vm->stash == MAP_FAILED)

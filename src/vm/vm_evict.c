@@ -863,7 +863,9 @@ void *evict_main(void *arg)
 		struct timespec until;
 
 		if (!vm->evict_kick) {
-			clock_gettime(CLOCK_REALTIME, &until);
+			/* the condvar waits on CLOCK_MONOTONIC (vm_alloc): a change of the
+			 * wall clock neither stretches nor skips the 2 ms */
+			clock_gettime(CLOCK_MONOTONIC, &until);
 			until.tv_nsec += 2000000;
 			if (until.tv_nsec >= 1000000000) {
 				until.tv_sec++;

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # uzswap build. `make` builds the library and the CLI; `make check` builds and runs the
 # tests; SAN=address|thread builds everything with that sanitizer into build-SAN/.
 CC ?= cc

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Measures the engine's targets as ratios within one invocation and prints them with the
 # target each must meet: store and load cost against the raw library calls, scaling from
 # 1 to 2 threads, pool efficiency, writeback with a 2 MiB pool for every compressor, the

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # The CPython workload of bench/README.md (transparent mode): a 1.5M-entry dict and a
 # 3M-element list, about 370 MB native.
 import sys

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # The kernel's zswap (or zram) against `uzswap run` on the same machine: the same workload
 # (bench/workload.c, or bench/cpython_big.py), the same compressor, the same total memory,
 # run in alternation ROUNDS times in one invocation so that both see the same machine.

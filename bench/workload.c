@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * workload — a memory-bound program for side-by-side runs under the kernel's zswap and
  * under `uzswap run`: it fills BYTES of heap with compressible data, then touches it

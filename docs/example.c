@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Swap a page out in a group, read the statistics, swap it back in. Built by `make` as
  * build/example. */
 #include <stdio.h>

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # libFuzzer targets, included by the Makefile. `make fuzz` builds, with clang into
 # build-fuzz/: fuzz_ops (operations against a reference model), fuzz_decode (arbitrary
 # bytes into every decompressor), fuzz_swapfile (arbitrary bytes as swap file contents) and make_corpus (writes the seed corpora; `make

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * fuzz_decode — libFuzzer target: arbitrary bytes as a compressed page for each of the
  * four decompressors. A pool object is only ever what the engine's own compressor wrote,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * fuzz_ops — libFuzzer target: each input is a sequence of operations on one instance
  * (ops.h), checked after every step against a reference model of what the API promises.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * fuzz_swapfile — arbitrary bytes as swap file contents. Pages are written back to the
  * swap file of two instances (plain: checked by CRC-32; encrypted: ChaCha20-Poly1305);

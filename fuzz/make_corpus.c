@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * make_corpus — writes the fuzzers' seed corpora: DIR/decode/ (real pages of the project's
  * page corpus compressed by each compressor, whole, truncated and with flipped bytes) and

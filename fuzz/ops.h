@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * ops — the input format of fuzz_ops, shared with make_corpus so the seeds it writes
  * stay in step with the target that reads them.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Run the libFuzzer targets for a bounded time: fuzz/run-fuzz.sh SECONDS (per target).
 #
 # Builds them (make -s fuzz), runs each over a copy of its seed corpus in a temporary

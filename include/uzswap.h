@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * uzswap — zswap in user space: a compressed RAM cache in front of a swap file.
  *

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Checks that dependencies between the source folders go one way:
 #   tools -> include (the public header) only
 #   vm -> engine, agent, common;  engine -> common;  agent -> common;  common -> nothing

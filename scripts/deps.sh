@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Makes sure the build dependencies are installed: Debian packages through apt-get when
 # run as root, otherwise a clear message naming what is missing. `deps.sh test` adds what
 # the test suite needs beyond the build: clang with libFuzzer, valgrind, and the real

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Builds and runs every test: plain, under AddressSanitizer+UBSan, under ThreadSanitizer,
 # the fault-injection build (failures and forced races, under ASan+UBSan), the unit tests
 # under valgrind memcheck, and the libFuzzer targets for a bounded time. Any sanitizer or

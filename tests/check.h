@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* A minimal test harness: each test binary runs its cases and prints one line per case
  * ("ok - name" or "FAIL - name: why") and a closing "N passed, N failed" line. */
 #ifndef UZS_CHECK_H

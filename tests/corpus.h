@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Loading the project's page corpus in tests: zstd-compressed raw 4096-byte pages. */
 #ifndef UZS_TEST_CORPUS_H
 #define UZS_TEST_CORPUS_H

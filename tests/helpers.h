@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Helpers shared by the group and run tests: a small lz4 instance, its statistics once the
  * shrink worker has settled, and pages that do not compress. */
 #ifndef UZS_TEST_HELPERS_H

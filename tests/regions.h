@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The transparent-mode tests' fixture: an engine, a group with a budget and a vm over it,
  * and pages whose contents say which page and which generation they are. */
 #ifndef UZS_TEST_REGIONS_H

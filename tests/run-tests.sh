@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Runs every test binary in the build directory given ($1, default build), each under the
 # runner command $2 if given (valgrind ...), and prints one closing "N passed, N failed"
 # line over all of them (", N skipped" added when a binary skipped: exit 77, the kernel or

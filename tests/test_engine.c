@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * The engine's behaviours, one case each, through the public API (and the test hooks of
  * src/engine/test_hooks.h where a failure has to be provoked on purpose).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Fault injection: allocation (malloc and mmap), compression and swap file reads and
  * writes fail on demand, every Nth call or at random with a seed. Whatever fails, an
  * operation reports an error, the counters say why, and every page that was swapped out

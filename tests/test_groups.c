@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Groups, after the kernel's cgroup zswap selftests (tools/testing/selftests/cgroup/
  * test_zswap.c): each case asserts what its kernel namesake asserts, with a uzswap group

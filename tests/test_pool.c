@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Unit tests for the pool (zsmalloc-style allocator): data integrity for every size,
  * page-straddling objects, memory given back on free and compaction, errors, concurrency
  * with compaction, and density on the project corpus. */

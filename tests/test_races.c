@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The engine's races where an order of events could lose a page or a charge, each forced into one order with the fault build's hooks
  * (src/common/fault.h): the hook runs the other side of the race at the exact point where it
  * hurts, on the same thread, so every run takes the same interleaving. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The transparent mode's regions: faults served by uzswap under a group's budget, the
  * program's own memory calls, and fork. */
 #define _GNU_SOURCE

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Multi-page runs (large folios): round trips in every size with writeback forced, the
  * all-or-nothing store, partial runs refused on swap-in, the present test and holds.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The shrinker under real memory pressure: with a PSI trigger (the kernel's pressure
  * stall information), a real stall on memory makes the engine write back cold pages. The
  * stall is made by two child processes in a small cgroup v1 memory group (no swap for

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Multi-threaded stress test of the engine, checked against an exact model.
  *
  * Each thread runs a seeded random sequence of swap-outs of pages whose content derives from

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The swap file: nobody else can open it, every page is checked on read, and with
  * encryption no page of the corpus appears in it in plain text. */
 #define _GNU_SOURCE

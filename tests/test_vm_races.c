@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The transparent mode's races around a page's move out, each forced into one order with
  * the fault build's hooks (src/common/fault.h): the hook runs on the eviction thread at the point
  * where the race hurts, and does the program's side of it there. */

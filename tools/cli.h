@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 #ifndef UZS_CLI_H
 #define UZS_CLI_H
 

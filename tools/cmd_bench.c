@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * uzswap bench — every page of a file swapped out and back in through the engine, checked
  * byte for byte, with the plain compressor library timed on the same pages in the same run

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * uzswap run — run an unmodified program with its anonymous memory served by uzswap
  * (the options; the supervisor itself is uzs_run_program, src/vm/supervisor.c), and

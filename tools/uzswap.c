@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* uzswap — the command line. */
 #include <errno.h>
 #include <stdarg.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * agent_core — see agent_core.h. Its state is in .data, which is mapped from the file:
  * eviction only takes anonymous memory, so the thread can read its own state while pages

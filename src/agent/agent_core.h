@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * agent_core — the half of a managed space that must run inside the managed process:
  * UFFDIO_MOVE only moves pages of the calling process, and only the process can discard

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * The agent's exec calls (part of libuzswap-agent.so, see tools/agent.c). A program a
  * managed process execs is managed only if the agent gets preloaded into it again:

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 #ifndef UZS_AGENT_EXEC_H
 #define UZS_AGENT_EXEC_H
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * agent_proto — the messages between the holder of the engine (`uzswap run`, or a library
  * process whose forked children are managed) and the agent in each managed process

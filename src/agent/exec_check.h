@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * exec_check — can a program about to be exec'd run under `uzswap run`? Its memory is
  * served only if the agent gets preloaded into it, which the dynamic loader does for a

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * The agent `uzswap run` preloads into every process it manages (LD_PRELOAD): at load it
  * becomes an agent of the supervisor (src/agent_core.h), which then holds the process's

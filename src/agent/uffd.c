@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* uffd — thin wrappers over the userfaultfd calls, returning -errno. */
 #define _GNU_SOURCE
 #include "uffd.h"

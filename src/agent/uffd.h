@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * uffd — the userfaultfd calls the transparent mode makes, and the parts of the kernel's
  * interface newer than the headers this machine's distribution ships (UFFDIO_MOVE and

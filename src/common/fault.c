@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* fault — see fault.h. Compiled into the fault-injection build only. */
 #ifdef UZS_FAULT_INJECTION
 #define UZS_FAULT_IMPL

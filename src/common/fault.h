@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * fault — failure injection and race hooks for the fault-injection test build
  * (`make FAULT=1`, which compiles the library with -DUZS_FAULT_INJECTION and force-includes

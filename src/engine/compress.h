@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * compress — the four compressors behind one interface, with per-thread contexts.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * zswap — the engine: store, load, free and dup of slots, writeback from the groups'
  * LRUs, the pool limit with its acceptance hysteresis, group limits with synchronous

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * engine — the instance and the engine's internals shared by its files: engine.c (store,
  * load, writeback, the worker), multipage.c (multi-page runs) and group_api.c (the groups'

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * group — memory-cgroup-style groups: the hierarchy, charges, limits and LRU lists.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The groups' public calls: creation, limits, resident charges, reclaim and figures. */
 #define _GNU_SOURCE
 #include <errno.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 #include "lru.h"
 
 void lru_init(struct lru *l)

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * lru — entries in store order with a second-chance referenced bit.
  *

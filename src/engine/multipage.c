@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * run — multi-page runs, as the kernel swaps large folios: 2^n pages in nr consecutive
  * slots, stored all or nothing with one charge, one index walk and one LRU insertion, and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * pool — zsmalloc-style allocator for compressed pages (see pool.h).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * pool — a zsmalloc-style allocator for compressed pages.
  *

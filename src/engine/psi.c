@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * psi — a memory pressure trigger watched by a thread (see psi.h).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * psi — a memory pressure trigger (the kernel's PSI, Documentation/accounting/psi.rst)
  * watched by a small thread of its own, which tells the engine when the system stalls on

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * spread — a few helper threads that share the pages of a long run with the caller, so a
  * 16-page store compresses on every core instead of one. One run is spread at a time;

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * stats — engine counters, kept per thread shard so the hot paths never share a cache
  * line; a read sums the shards. Gauges (stored_pages, ...) go up and down, so a shard's

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * swapfile — the swap file: a slot allocator over clusters of 512 slots, each slot's
  * swap count and state, and page I/O.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_hooks — ways for the tests to reach inside the engine (test_hooks.h). Built only into
  * the tests' copy of the library (libuzswap-internal.a), never into the installed one.

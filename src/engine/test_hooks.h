@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Internal hooks of the engine for tests: damage stored data on purpose. */
 #ifndef UZS_TEST_HOOKS_H
 #define UZS_TEST_HOOKS_H

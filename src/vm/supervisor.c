@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * supervisor — `uzswap run` as a library call (uzs_run_program): start a program with the
  * agent preloaded, take in its processes' userfaultfds, serve their memory under a budget,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * vm — the transparent mode's fault thread: it serves missing-page faults (zeros, pages
  * from the engine, pages still in staging) and the program's memory events (munmap,

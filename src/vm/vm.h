@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * vm — the transparent mode: address spaces whose anonymous memory uzswap serves through
  * userfaultfd. One uzs_vm holds any number of spaces: this process's own regions, and in

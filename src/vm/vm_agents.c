@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * vm_agents — the holder's side of the agents (agent_core.h): the abstract socket they
  * connect to, their hello, and in library mode the thread that takes the hellos of this

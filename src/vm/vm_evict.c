@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * vm_evict — the transparent mode's eviction thread and its policy.
  *

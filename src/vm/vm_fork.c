@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * vm_fork — what a forked child really got of its parent's memory. Its fork event records
  * the parent's pages for it (vm.c on_fork), but the kernel does not copy every range: one

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * vm_internal — the structures shared by vm.c (threads, faults, events) and vm_evict.c
  * (the eviction policy, the agent calls, the maps scan).

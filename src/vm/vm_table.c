@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* vm_table — the page table and queues of the transparent mode. */
 #include "vm_table.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * vm_table — what the transparent mode knows about each page of an address space, and
  * the FIFO queues its eviction policy keeps.

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # Shared by the cases that check what `uzswap run` says when it refuses something
 # (sourced by those case files, after lib.sh). Each check runs under a timeout.
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # Shared by the hostile cases (tests/hostile/cases/*.sh): a program run natively and under
 # `uzswap run` with a budget below its peak must give the same output and exit status,
 # lose no page, leave no process behind and keep the summed anonymous RSS of its

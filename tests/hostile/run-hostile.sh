@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Programs that use memory the way a hostile or unusual program would, under
 # `uzswap run`: every case file in tests/hostile/cases/ (see lib.sh for what each checks).
 # Prints "N passed, N failed".

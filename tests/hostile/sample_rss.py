@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """Samples, every 50 ms until process ROOT is gone, the summed anonymous RSS (RssAnon)
 of ROOT's grandchildren and their descendants, and writes the peak in kB to OUT. ROOT is
 the `timeout` wrapping `uzswap run`; its child, `uzswap run` itself, is left out (its pool

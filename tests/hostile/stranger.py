@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # Another user's process on a root `uzswap run`'s sockets (run as nobody; argv[1]: uzswap's
 # pid): says hello as an agent would, in its own name, with a userfaultfd of its own (a
 # pipe where none can be made), and asks for the run's figures. Prints what uzswap

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* A program with functions of its own named as the library's internal ones: linked with the
  * installed libuzswap.a it must build (no duplicate symbols) and both must work. */
 #include <stdio.h>

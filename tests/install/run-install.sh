@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # What a distribution and a program linking uzswap rely on: `make install DESTDIR=...`
 # lays out a tree that pkg-config describes, docs/example.c builds and runs against it
 # (shared and static), the libraries export only uzs_* calls (a program may have its own

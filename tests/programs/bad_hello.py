@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # Says hello to a running `uzswap run` (its pid in argv[1], or "inside": run as its program)
 # as a process that is not one of its agents would: once with a wrong magic number, once
 # with the right one but a pipe where the userfaultfd should be, once in the name of

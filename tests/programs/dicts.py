@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # CPython building large dicts and lists, then reading them back: the output is a
 # digest of everything it built, the same under any memory budget.
 import hashlib

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # Two children forked without exec work through the 96 MiB their parent built before the
 # fork (reading it all, three times: CPython's reference counts write to every object
 # touched, so each child comes to copy much of it). Prints whether every child and the

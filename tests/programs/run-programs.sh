@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Real programs nobody here wrote, under `uzswap run` with a budget well below their
 # working set: output byte-identical to a native run, the same exit status, zswpout > 0,
 # no page lost (pages_lost 0: no page went missing behind uzswap's back, which output

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # Ranges the kernel does not copy into a forked child as they are: MADV_WIPEONFORK (the
 # child gets them empty) and MADV_DONTFORK (the child does not have them, and may map new
 # memory there). The child's record of its pages must follow the kernel's.

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # `kill -9` of uzswap run while a forked child of the program runs on memory mostly
 # evicted: nobody can bring those pages back, so the child must be killed, never read
 # zeros where its data was. fork_kill_verify fills 96 MB (budget 24M), forks, and the

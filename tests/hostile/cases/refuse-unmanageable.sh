@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # Programs the agent cannot be preloaded into would run outside the budget without a
 # word: refused before they run, as CMD (exit 126, one line) and when a managed program
 # execs them (its exec call fails with EACCES, uzswap says why). Dynamic programs,

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # SIGTERM to uzswap run reaches every process of the program: with the top process
 # waiting for its forked children, and with the top process gone and only the children
 # left. Each time the program's processes are gone within 3 s, uzswap exits within 20 s

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # Another user on a root run's sockets: its hello (its own pid, its own userfaultfd) is
 # refused with an error and counted in agents_refused, its stat request is closed
 # unanswered and counted in stat_refused, and the run ends when its program does, not

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # A swap file on a full file system: the output stays right, and uzswap says once, on
 # stderr, that the swap file cannot be written and what that means (pages stay in the
 # compressed pool; the budget cannot be held), instead of only counting swap_io_fail and

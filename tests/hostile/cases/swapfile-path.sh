@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # --swapfile takes a directory, as --help says (the file gets no name there), or the
 # path of a new file (unlinked at once); an existing file is refused in one line rather
 # than overwritten. Either way nothing is left behind.

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # An unprivileged user who may open /dev/userfaultfd still gets no fork events from the
 # kernel without CAP_SYS_PTRACE: `uzswap run` must say that, in one line, not blame the
 # kernel's version. Needs root (to open the device to others for a moment and to run as

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # Mistakes on `uzswap run`'s command line are usage errors (exit 2) that say in one line
 # what is wrong and what would be right; what --help promises is what the code does.
 . "$here/errlib.sh"

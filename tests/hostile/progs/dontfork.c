@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * dontfork MB: MB MiB marked MADV_DONTFORK and filled, then a fork. The child does not
  * have that range; it maps fresh memory of the same size at the same address, checks it

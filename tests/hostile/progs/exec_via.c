@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * exec_via HOW PROG [ARG...]: runs PROG the way a program might, HOW being one of execv,
  * execvp (PROG searched in PATH), execl, execlp, execle, execve-noenv (an empty

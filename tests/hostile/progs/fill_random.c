@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * fill_random MB [ROUNDS]: like fill_verify, but the pages hold pseudo-random bytes
  * (xorshift64, seeded from each page's index), which no compressor can shrink: they go to

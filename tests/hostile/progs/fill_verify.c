@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * fill_verify MB [ROUNDS]: writes MB MiB of private anonymous memory with a pattern that
  * depends on each page's index, reads it back ROUNDS times (default 2) and prints a

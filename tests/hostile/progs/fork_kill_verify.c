@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * fork_kill_verify MB SECONDS: fills MB MiB with a pattern that depends on each page's
  * index, forks, and the child checks the pattern in two threads, again and again, for

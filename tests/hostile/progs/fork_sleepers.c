@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * fork_sleepers N [top-exits]: forks N children, each of which writes 1 MiB of its own
  * (so it has pages uzswap serves) and sleeps ten minutes; signals keep their default

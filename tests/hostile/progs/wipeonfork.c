@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * wipeonfork MB: MB MiB marked MADV_WIPEONFORK and filled, then a fork. The kernel gives
  * the child that range empty (zeros), the parent keeps its data. The child counts the

@@ -65,6 +65,8 @@ long vm_headroom_pages(struct uzs_vm *vm)
 	return (long)(room / (int64_t)VM_PAGE) - EVICT_RESERVE;
 }
 
+static uint64_t mono_ns(void);
+
 static long budget_pages(struct uzs_vm *vm)
 {
 	struct uzs_group_stats st;
@@ -130,6 +132,7 @@ struct batch {
 	uint64_t src[EVICT_BATCH], dst[EVICT_BATCH];
 	uint32_t slot[EVICT_BATCH];
 	int res[EVICT_BATCH];
+	uint8_t why[EVICT_BATCH]; /* for a lasting refusal: UNMOVABLE_* (classify_refusals) */
 	bool fork_busy; /* refused whole: the process was forking (forks_made not fresh) */
 };
 
@@ -279,6 +282,160 @@ void space_flush_discards(struct vm_space *s)
 	}
 }
 
+/* ---- memory that cannot be moved out ---- */
+
+#define ASIDE_RETRY_MIN_NS 100000000ull  /* a pin held for a transfer is gone by then */
+#define ASIDE_RETRY_MAX_NS 2000000000ull
+
+/* A refusal that trying again at once would only repeat: the mapping is read-only or
+ * locked or of another kind (EINVAL), the page pinned (EBUSY: src/uffd.c has already
+ * tried making a page shared after fork our own), or not where a move can take it.
+ * Retried later (EAGAIN: a fork in the way; EEXIST: the slot; ENOMEM), it is not. */
+static bool lasting_refusal(int r)
+{
+	return r < 0 && r != -EAGAIN && r != -EEXIST && r != -ENOMEM && r != -EINTR;
+}
+
+/* The mapping around addr in the process's maps (smaps: with its flags): its range, and
+ * whether it is writable and locked. false when not found. */
+static bool vma_of(pid_t pid, bool flags, uintptr_t addr, struct interval *vma, bool *w,
+		   bool *locked)
+{
+	char path[64], line[512];
+	bool in = false, found = false;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/%s", (int)pid, flags ? "smaps" : "maps");
+	if (!(f = fopen(path, "re")))
+		return false;
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long lo, hi;
+		char perms[8];
+
+		if (sscanf(line, "%lx-%lx %7s", &lo, &hi, perms) == 3) {
+			if (in)
+				break; /* the next mapping's: ours had no flags line */
+			if ((in = lo <= addr && addr < hi)) {
+				*vma = (struct interval){ lo, hi };
+				*w = perms[1] == 'w';
+				found = true;
+				if (!flags)
+					break;
+			}
+		} else if (in && !strncmp(line, "VmFlags:", 8)) {
+			*locked = strstr(line, " lo") != NULL;
+			break;
+		}
+	}
+	fclose(f);
+	return found;
+}
+
+/* Why the kernel refused to move the page at addr with error r. The staging range is a
+ * writable, unlocked anonymous mapping, and the kernel moves only between mappings alike
+ * (validate_move_areas): a read-only or locked source is refused with EINVAL. Read from
+ * /proc (maps, smaps only for a writable one), a refusal of the same mapping as the last
+ * one (cache) taking the same answer. */
+static uint8_t refusal_reason(struct vm_space *s, uintptr_t addr, int r, struct interval *vma,
+			      uint8_t *cached)
+{
+	pid_t pid = s->self ? getpid() : s->pid;
+	bool w = true, locked = false;
+
+	if (r == -EBUSY)
+		return UNMOVABLE_PINNED;
+	if (r != -EINVAL)
+		return UNMOVABLE_OTHER;
+	if (vma->start <= addr && addr < vma->end)
+		return *cached;
+	if (!vma_of(pid, false, addr, vma, &w, &locked))
+		*cached = UNMOVABLE_OTHER;
+	else if (!w)
+		*cached = UNMOVABLE_READONLY;
+	else
+		*cached = vma_of(pid, true, addr, vma, &w, &locked) && locked ? UNMOVABLE_LOCKED
+										 : UNMOVABLE_OTHER;
+	return *cached;
+}
+
+/* The reasons of a batch's lasting refusals: read without vm->lock (it reads /proc). */
+static void classify_refusals(struct vm_space *s, struct batch *b)
+{
+	struct interval vma = { 0, 0 };
+	uint8_t cached = UNMOVABLE_OTHER;
+
+	for (unsigned i = 0; i < b->n; i++)
+		if (lasting_refusal(b->res[i]))
+			b->why[i] = refusal_reason(s, b->src[i], b->res[i], &vma, &cached);
+}
+
+static void count_unmovable(struct uzs_vm *vm, unsigned why, long nr)
+{
+	long now = atomic_fetch_add(&vm->st.unmovable[why], nr) + nr, total = 0;
+
+	if (nr <= 0)
+		return;
+	if (now > atomic_load(&vm->st.unmovable_peak[why]))
+		atomic_store(&vm->st.unmovable_peak[why], now);
+	for (unsigned i = 0; i < UNMOVABLE_REASONS; i++)
+		total += atomic_load(&vm->st.unmovable[i]);
+	if (total > atomic_load(&vm->st.unmovable_total_peak))
+		atomic_store(&vm->st.unmovable_total_peak, total);
+}
+
+/* A page the kernel will not move: kept resident and charged (the rest of the program's
+ * memory is evicted instead), off the lists, so that eviction does not spend its rounds
+ * on it. Called with vm->lock held, as every change of the counts is. */
+static void set_aside(struct vm_space *s, uint64_t pg, struct vpage *p, unsigned why)
+{
+	vp_set(p, VP_RESIDENT, VP_ASIDE, why);
+	p->qseq = ++s->qseq;
+	if (fifo_push(&s->aside, pg, p->qseq) < 0) { /* no room to queue it: retried at once */
+		p->val &= ~VP_ASIDE;
+		space_enqueue(s, pg, p, false);
+		return;
+	}
+	s->naside[why]++;
+	count_unmovable(s->vm, why, 1);
+	if (!s->aside_retry_ns) {
+		s->aside_backoff_ns = s->aside_backoff_ns ? s->aside_backoff_ns : ASIDE_RETRY_MIN_NS;
+		s->aside_retry_ns = mono_ns() + s->aside_backoff_ns;
+	}
+}
+
+void space_unaside(struct vm_space *s, struct vpage *p)
+{
+	unsigned why = (unsigned)vp_payload(p);
+
+	if (vp_kind(p) != VP_RESIDENT || !(p->val & VP_ASIDE) || why >= UNMOVABLE_REASONS)
+		return;
+	p->val &= ((1ull << VP_SHIFT) - 1) & ~VP_ASIDE; /* flag and reason cleared */
+	s->naside[why]--;
+	count_unmovable(s->vm, why, -1);
+}
+
+/* Once its wait is over, every page set aside goes back to the inactive list, to be
+ * tried with the others (a mapping made writable again, unlocked, a pin let go); those
+ * still refused come back here, and the next wait is twice as long. */
+static void retry_aside(struct vm_space *s)
+{
+	struct qent e;
+
+	if (!s->aside_retry_ns || mono_ns() < s->aside_retry_ns)
+		return;
+	s->aside_retry_ns = 0;
+	while (fifo_pop(&s->aside, &e)) {
+		struct vpage *p = ptable_get(&s->pt, e.pg, false);
+
+		if (!p || p->qseq != e.qseq || !(p->val & VP_ASIDE))
+			continue;
+		space_unaside(s, p);
+		space_enqueue(s, e.pg, p, false);
+	}
+	s->aside_backoff_ns = s->aside_backoff_ns * 2 < ASIDE_RETRY_MAX_NS
+		? s->aside_backoff_ns * 2 : ASIDE_RETRY_MAX_NS;
+}
+
 /* ---- choosing victims ---- */
 
 /* The oldest page of q still resident and still standing for that entry. */
@@ -319,6 +476,7 @@ static void pick_victims(struct vm_space *s, long budget, struct batch *b)
 	b->n = 0;
 	b->fork_busy = false;
 	b->forks_seen = s->forks_seen;
+	retry_aside(s);
 	balance_lists(s, budget, EVICT_BATCH);
 	while (b->n < EVICT_BATCH && s->nfree > STAGE_TARGET / 2 &&
 	       pop_resident(s, &s->inactive, false, &pg)) {
@@ -346,7 +504,8 @@ static void discard_slot(struct vm_space *s, uint32_t slot)
 }
 
 /* Where each moved page is now (mremap may have moved its state, munmap dropped it),
- * and what became of it. */
+ * and what became of it. Returns the pages moved out or set aside (both progress: the
+ * lists are shorter by them). */
 static unsigned settle_moves(struct vm_space *s, struct batch *b, int err)
 {
 	struct uzs_vm *vm = s->vm;
@@ -386,9 +545,12 @@ static unsigned settle_moves(struct vm_space *s, struct batch *b, int err)
 			}
 			if (r == -EBUSY)
 				atomic_fetch_add(&vm->st.evict_shared, 1);
-			if (still) { /* shared, or busy in the kernel: try again later */
+			if (still && !err && lasting_refusal(r)) {
+				set_aside(s, pg, p, b->why[i]);
+				moved++;
+			} else if (still) { /* a fork in the way, or busy a moment: again later */
 				vp_set(p, VP_RESIDENT, 0, 0);
-				space_enqueue(s, pg, p, r == -EBUSY);
+				space_enqueue(s, pg, p, false);
 			}
 		}
 	}
@@ -492,8 +654,6 @@ static unsigned settle_commits(struct vm_space *s, struct commit *c)
 	return done;
 }
 
-static uint64_t mono_ns(void);
-
 #define FORK_EVENT_WAIT_NS 50000000ull
 
 /* A process that has forked since the fork events taken in is not evicted from until the
@@ -544,6 +704,8 @@ static unsigned evict_round(struct uzs_vm *vm, struct vm_space *s, long budget)
 	compress_commits(s, &c);
 	if (!err)
 		err = agent_finish(s, &d, &b);
+	if (!err)
+		classify_refusals(s, &b);
 	pthread_mutex_lock(&vm->lock);
 	s->evicting = false;
 	drops_done(s, &d);
@@ -571,14 +733,27 @@ static struct vm_space *biggest_space(struct uzs_vm *vm)
 	return best;
 }
 
+static long unmovable_now(struct uzs_vm *vm)
+{
+	long n = 0;
+
+	for (unsigned i = 0; i < UNMOVABLE_REASONS; i++)
+		n += atomic_load(&vm->st.unmovable[i]);
+	return n;
+}
+
 /* The group's compressed pages count against its budget as the kernel charges zswap to
- * the memory cgroup: past half the budget, the oldest go to the swap file. */
+ * the memory cgroup: past 3/4 of the budget, the oldest go to the swap file. Pages set
+ * aside (unmovable) are taken off the budget first: they hold their part of it for good,
+ * and compressed pages filling the rest would leave no room that eviction could make. */
 static void shrink_compressed(struct uzs_vm *vm, long budget)
 {
 	struct uzs_group_stats st;
+	long usable = budget - unmovable_now(vm);
 
+	usable = usable > budget / 8 ? usable : budget / 8;
 	if (vm->group && uzs_group_get_stats(vm->group, &st) == 0 &&
-	    st.zswap > (uint64_t)budget * VM_PAGE / 4 * 3) {
+	    st.zswap > (uint64_t)usable * VM_PAGE / 4 * 3) {
 		vm->shrinking = true;
 		pthread_mutex_unlock(&vm->lock);
 		uzs_group_shrink(vm->group, EVICT_BATCH);

@@ -36,6 +36,12 @@ enum { RA_ALONE, RA_ABOVE, RA_BELOW }; /* which neighbour a swap-in brings along
  * (staged and compressed) until its staged copy is discarded, and that must fit too. */
 #define EVICT_RESERVE 32
 
+/* Why a page could not be moved out (UFFDIO_MOVE refused it): its mapping is read-only or
+ * locked (the kernel moves only between writable, unlocked anonymous mappings, as the
+ * staging range is), it is pinned (io_uring buffers, a transfer in flight), or else. */
+enum { UNMOVABLE_READONLY, UNMOVABLE_LOCKED, UNMOVABLE_PINNED, UNMOVABLE_OTHER,
+       UNMOVABLE_REASONS };
+
 struct interval {
 	uintptr_t start, end;
 };
@@ -61,6 +67,12 @@ struct vm_space {
 	struct ptable pt;
 	struct fifo inactive, active;
 	struct fifo staged; /* staging slots in the order they were filled */
+	/* Resident pages a move refused for a lasting reason (VP_ASIDE, the reason as
+	 * payload): still charged, no longer picked, tried again together once aside_retry_ns
+	 * has passed, the wait doubling while they stay refused (vm_evict.c). */
+	struct fifo aside;
+	long naside[UNMOVABLE_REASONS];
+	uint64_t aside_retry_ns, aside_backoff_ns;
 	uint32_t qseq;
 	long charged;    /* pages charged to the group: resident + staging */
 	long nactive, nstaged;
@@ -162,6 +174,9 @@ struct uzs_vm {
 		_Atomic uint64_t faults, zero_fills, swapins, staged_refaults, readahead_pages,
 			evicted, evict_shared, waits, budget_overruns, swapin_errors, pages_lost,
 			adopted, agents_refused;
+		/* pages set aside now (all spaces) and the most at once, by reason */
+		_Atomic long unmovable[UNMOVABLE_REASONS], unmovable_peak[UNMOVABLE_REASONS],
+			unmovable_total_peak;
 	} st;
 };
 
@@ -205,6 +220,9 @@ uint32_t vm_self_forks(void);
 void *evict_main(void *arg);
 /* Pages the group may still take before passing its budget (negative: over). */
 long vm_headroom_pages(struct uzs_vm *vm);
+/* A page leaving the set-aside state (unmapped, moved by mremap, its space freed): it
+ * is no longer counted as unmovable. Nothing for any other page. */
+void space_unaside(struct vm_space *s, struct vpage *p);
 /* Drop the staging pages queued for discard (the eviction thread, or a self space). */
 void space_flush_discards(struct vm_space *s);
 

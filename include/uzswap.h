@@ -289,6 +289,11 @@ struct uzs_vm_stats {
 	uint64_t unmovable_readonly, unmovable_locked, unmovable_pinned, unmovable_other;
 	uint64_t unmovable_readonly_peak, unmovable_locked_peak, unmovable_pinned_peak,
 		unmovable_other_peak;
+	/* Processes a debugger or profiler is attached to (TracerPid): their evicted pages
+	 * are brought back and none evicted while it stays, since the kernel serves its
+	 * reads (PTRACE_PEEKDATA, /proc/PID/mem) without waiting for a fault: now, the
+	 * attaches seen, and the pages brought back for them. */
+	uint64_t traced, traced_attaches, traced_pages_in;
 };
 
 /* Start serving regions charged to group (NULL: the root, which has no budget): a fault

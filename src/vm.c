@@ -588,6 +588,11 @@ static int serve_fault(struct vm_space *s, uintptr_t addr, bool past_budget)
 	return serve_zero(s, pg);
 }
 
+int vm_serve_now(struct vm_space *s, uint64_t pg)
+{
+	return serve_fault(s, pg_addr(pg), true);
+}
+
 static void defer_fault(struct uzs_vm *vm, struct vm_space *s, uintptr_t addr)
 {
 	if (vm->npending == vm->pending_cap) {
@@ -1105,6 +1110,8 @@ static void *fault_main(void *arg)
 		}
 		if (vm->npending)
 			handled += retry_pending(vm);
+		if (atomic_load(&vm->bring_back_any))
+			handled += vm_bring_back_traced(vm);
 		reap_dead(vm);
 		pthread_mutex_lock(&vm->lock);
 		stop = vm->stop;
@@ -1514,14 +1521,16 @@ static void get_unmovable(struct uzs_vm *vm, struct uzs_vm_stats *st)
 	st->unmovable_peak_pages = (uint64_t)atomic_load(&vm->st.unmovable_total_peak);
 }
 
-static int print_unmovable(const struct uzs_vm_stats *st, FILE *out)
+/* The memory uzswap keeps in: set aside as unmovable, or brought back for a tracer. */
+static int print_kept_in(const struct uzs_vm_stats *st, FILE *out)
 {
 	return fprintf(out,
 		       "unmovable_pages %llu\nunmovable_peak_pages %llu\n"
 		       "unmovable_readonly %llu\nunmovable_locked %llu\nunmovable_pinned %llu\n"
 		       "unmovable_other %llu\nunmovable_readonly_peak %llu\n"
 		       "unmovable_locked_peak %llu\nunmovable_pinned_peak %llu\n"
-		       "unmovable_other_peak %llu\n",
+		       "unmovable_other_peak %llu\ntraced_processes %llu\ntraced_attaches %llu\n"
+		       "traced_pages_in %llu\n",
 		       (unsigned long long)st->unmovable_pages,
 		       (unsigned long long)st->unmovable_peak_pages,
 		       (unsigned long long)st->unmovable_readonly,
@@ -1531,7 +1540,9 @@ static int print_unmovable(const struct uzs_vm_stats *st, FILE *out)
 		       (unsigned long long)st->unmovable_readonly_peak,
 		       (unsigned long long)st->unmovable_locked_peak,
 		       (unsigned long long)st->unmovable_pinned_peak,
-		       (unsigned long long)st->unmovable_other_peak) < 0 ? -EIO : 0;
+		       (unsigned long long)st->unmovable_other_peak, (unsigned long long)st->traced,
+		       (unsigned long long)st->traced_attaches,
+		       (unsigned long long)st->traced_pages_in) < 0 ? -EIO : 0;
 }
 
 void uzs_vm_get_stats(struct uzs_vm *vm, struct uzs_vm_stats *st)
@@ -1550,12 +1561,15 @@ void uzs_vm_get_stats(struct uzs_vm *vm, struct uzs_vm_stats *st)
 	st->pages_lost = atomic_load(&vm->st.pages_lost);
 	st->adopted = atomic_load(&vm->st.adopted);
 	st->agents_refused = atomic_load(&vm->st.agents_refused);
+	st->traced_attaches = atomic_load(&vm->st.traced_attaches);
+	st->traced_pages_in = atomic_load(&vm->st.traced_pages_in);
 	get_unmovable(vm, st);
 	pthread_mutex_lock(&vm->lock);
 	for (struct vm_space *s = vm->spaces; s; s = s->next) {
 		st->resident_pages += (uint64_t)s->charged;
 		st->staged_pages += (uint64_t)s->nstaged;
 		st->spaces += !s->dead && !s->self;
+		st->traced += !s->dead && s->traced;
 	}
 	pthread_mutex_unlock(&vm->lock);
 }
@@ -1579,5 +1593,5 @@ int uzs_vm_print_stats(struct uzs_vm *vm, FILE *out)
 		       (unsigned long long)st.pages_lost, (unsigned long long)st.adopted,
 		       (unsigned long long)st.resident_pages, (unsigned long long)st.staged_pages,
 		       (unsigned long long)st.spaces, (unsigned long long)st.agents_refused) < 0
-		       ? -EIO : print_unmovable(&st, out);
+		       ? -EIO : print_kept_in(&st, out);
 }

@@ -47,6 +47,7 @@
 #include "uffd.h"
 
 #define AGENT_TIMEOUT_MS 2000
+#define AGENT_POLL_MS 100
 #define BSS_MAX (256ul << 10)
 #define SCAN_INTERVAL_NS 2000000ull /* 2 ms between looks at a process's mappings */
 
@@ -201,6 +202,9 @@ static void move_self(struct vm_space *s, struct batch *b)
 	pthread_mutex_unlock(&self_fork_lock);
 }
 
+static pid_t tracer_of(pid_t pid);
+static void note_tracer(struct vm_space *s, bool traced);
+
 /* Start the drops and moves: done at once in this process; sent to a remote agent, which
  * works on them while we go on (agent_finish collects its answer). */
 static int agent_start(struct vm_space *s, const struct drops *d, struct batch *b)
@@ -234,12 +238,21 @@ static int agent_finish(struct vm_space *s, const struct drops *d, struct batch 
 	struct pollfd pfd = { .fd = s->sock, .events = POLLIN };
 	struct agent_reply rep;
 
+	unsigned waited = 0;
+
 	if (s->self || (!d->nranges && !b->n))
 		return 0;
-	while (poll(&pfd, 1, AGENT_TIMEOUT_MS) != 1) {
+	while (poll(&pfd, 1, AGENT_POLL_MS) != 1) {
 		if (s->vm->stop)
 			return -EPIPE;
-		s->unresponsive = true;
+		/* stopped by a debugger that has just attached? Its reads need the pages */
+		if (!s->traced && tracer_of(s->pid) > 0) {
+			pthread_mutex_lock(&s->vm->lock);
+			note_tracer(s, true);
+			pthread_mutex_unlock(&s->vm->lock);
+		}
+		if (++waited >= AGENT_TIMEOUT_MS / AGENT_POLL_MS)
+			s->unresponsive = true;
 	}
 	s->unresponsive = false;
 	if (!(pfd.revents & POLLIN) || recv(s->sock, &rep, sizeof(rep), 0) <= 0)
@@ -600,17 +613,23 @@ static int read_commits(struct vm_space *s, struct commit *c, unsigned char *buf
 
 /* A compressed copy is charged before its staged page is discarded: past the first page
  * of a batch (progress, even over budget), compress only while a whole page still fits
- * the budget; the rest stay staged for the next round. */
+ * the budget, or, when the group is over it already (pages brought back for a debugger,
+ * faults served after their wait), while the batch has added less than the eviction
+ * reserve: its staged copies, dropped next round, give back far more than that, and
+ * one page a round would leave the group over budget for good. The rest stay staged. */
 static void compress_commits(struct vm_space *s, struct commit *c)
 {
 	struct uzs_vm *vm = s->vm;
 	int r = s->self || !c->n ? 0 : read_commits(s, c, vm->evict_buf);
+	int64_t room0 = uzs_group_memory_room(vm_group(vm));
 
 	for (unsigned i = 0; i < c->n; i++) {
 		const void *src = s->self ? (void *)(s->staging + (uintptr_t)c->slot[i] * VM_PAGE)
 					  : vm->evict_buf + (size_t)i * VM_PAGE;
+		int64_t room = uzs_group_memory_room(vm_group(vm));
 
-		if (r == 0 && i > 0 && uzs_group_memory_room(vm_group(vm)) < (int64_t)VM_PAGE)
+		if (r == 0 && i > 0 && room < (int64_t)VM_PAGE &&
+		    room < room0 - (int64_t)EVICT_RESERVE * VM_PAGE)
 			r = -EAGAIN;
 		c->res[i] = r < 0 ? r : uzs_swap_out(vm->uzs, vm->group, src, &c->sw[i]);
 	}
@@ -727,7 +746,8 @@ static struct vm_space *biggest_space(struct uzs_vm *vm)
 	uint64_t now = mono_ns();
 
 	for (struct vm_space *s = vm->spaces; s; s = s->next)
-		if (!s->dead && !s->unresponsive && s->staging && (s->self || s->sock >= 0) &&
+		if (!s->dead && !s->unresponsive && !s->traced && s->staging &&
+		    (s->self || s->sock >= 0) &&
 		    forks_in_step(s, now) && (!best || s->charged > best->charged))
 			best = s;
 	return best;
@@ -992,6 +1012,125 @@ static uint64_t mono_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+/* ---- debuggers and profilers ----
+ * A tracer reads the process's memory through the kernel (PTRACE_PEEKDATA, /proc/PID/mem:
+ * access_remote_vm), whose page faults may not wait for userfaultfd: an evicted page reads
+ * as an error there ("Cannot access memory"). So once a process is seen traced, its
+ * evicted pages are brought back, over the budget if need be, and none are evicted until
+ * the tracer has gone. What an untraced reader of /proc/PID/mem asks for cannot be served
+ * that way: it is not seen. */
+
+/* The process's tracer (TracerPid in its status), 0 when none or unknown. */
+static pid_t tracer_of(pid_t pid)
+{
+	char path[64], line[128];
+	pid_t t = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	if (!(f = fopen(path, "re")))
+		return 0;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "TracerPid: %d", &t) == 1)
+			break;
+	fclose(f);
+	return t;
+}
+
+/* Called with vm->lock held: a tracer that came is counted and the fault thread asked to
+ * bring the pages back; one gone lets eviction take the process's pages again. */
+static void note_tracer(struct vm_space *s, bool traced)
+{
+	struct uzs_vm *vm = s->vm;
+
+	if (traced == s->traced)
+		return;
+	s->traced = traced;
+	s->bring_back = traced;
+	if (!traced) {
+		/* it may be all there was to evict: eviction is no longer stuck, and the faults
+		 * waiting meanwhile must wait for it, not be served over the budget */
+		atomic_store(&vm->evict_stuck, false);
+		vm->evict_kick = true;
+		return;
+	}
+	atomic_fetch_add(&vm->st.traced_attaches, 1);
+	atomic_store(&vm->bring_back_any, true);
+	vm_kick_faults(vm);
+}
+
+#define BRING_BACK_BATCH 1024u
+#define BRING_BACK_RELOOK_NS 20000000ull
+
+struct back_ctx {
+	uint64_t pg[BRING_BACK_BATCH];
+	unsigned n;
+	bool busy; /* pages in flight (moving, compressing): taken on a later pass */
+};
+
+static void find_evicted(void *arg, uint64_t pg, struct vpage *p)
+{
+	struct back_ctx *c = arg;
+	unsigned kind = vp_kind(p);
+
+	if (p->val & VP_BUSY)
+		c->busy = true;
+	else if ((kind == VP_SWAPPED || kind == VP_STAGED) && c->n < BRING_BACK_BATCH)
+		c->pg[c->n++] = pg;
+}
+
+/* One batch for one traced space; true when there is more to do. */
+static bool bring_back_space(struct vm_space *s, struct back_ctx *c)
+{
+	struct uzs_vm *vm = s->vm;
+	uint64_t before = atomic_load(&vm->st.swapins) + atomic_load(&vm->st.staged_refaults);
+
+	c->n = 0;
+	c->busy = false;
+	ptable_walk(&s->pt, 0, UINT64_MAX, find_evicted, c);
+	for (unsigned i = 0; i < c->n && !s->dead; i++) {
+		struct vpage *p = ptable_get(&s->pt, c->pg[i], false);
+
+		/* readahead may have brought it with a neighbour meanwhile */
+		if (p && !(p->val & VP_BUSY) &&
+		    (vp_kind(p) == VP_SWAPPED || vp_kind(p) == VP_STAGED))
+			vm_serve_now(s, c->pg[i]);
+	}
+	atomic_fetch_add(&vm->st.traced_pages_in, atomic_load(&vm->st.swapins) +
+				  atomic_load(&vm->st.staged_refaults) - before);
+	return c->n > 0 || c->busy;
+}
+
+unsigned vm_bring_back_traced(struct uzs_vm *vm)
+{
+	static __thread struct back_ctx c; /* the fault thread's: too large for its stack */
+	bool more = false, again = false;
+	unsigned done = 0;
+
+	if (mono_ns() < vm->bring_back_next_ns)
+		return 0;
+	pthread_mutex_lock(&vm->lock);
+	for (struct vm_space *s = vm->spaces; s; s = s->next) {
+		if (!s->bring_back || s->dead)
+			continue;
+		if (bring_back_space(s, &c)) {
+			more = true;
+			again |= c.n > 0; /* pages in flight only: the next look, not a spin */
+			done += c.n;
+		} else {
+			s->bring_back = false;
+		}
+	}
+	if (!more)
+		atomic_store(&vm->bring_back_any, false);
+	/* only pages in flight left: look again later, not after every fault */
+	vm->bring_back_next_ns = more && !again ? mono_ns() + BRING_BACK_RELOOK_NS : 0;
+	pthread_mutex_unlock(&vm->lock);
+	if (again)
+		vm_kick_faults(vm);
+	return done;
+}
+
 /* A process whose agent socket hung up has exited (or exec'd: the socket is CLOEXEC). */
 static bool hung_up(struct vm_space *s)
 {
@@ -1020,11 +1159,17 @@ static void look_at_processes(struct uzs_vm *vm)
 		}
 	}
 	pthread_mutex_unlock(&vm->lock);
-	for (unsigned i = 0; i < n; i++)
+	bool traced[64];
+
+	for (unsigned i = 0; i < n; i++) {
 		vm_scan_maps(vm, todo[i]);
+		traced[i] = tracer_of(todo[i]->pid) > 0;
+	}
 	pthread_mutex_lock(&vm->lock);
-	for (unsigned i = 0; i < n; i++)
+	for (unsigned i = 0; i < n; i++) {
 		todo[i]->evicting = false;
+		note_tracer(todo[i], traced[i]);
+	}
 	pthread_mutex_unlock(&vm->lock);
 	vm_kick_faults(vm);
 }

@@ -109,6 +109,10 @@ struct vm_space {
 	uint64_t inherit_at_ns; /* a forked child: when the pages it shares with its parent
 				 * become its own to charge and evict (0: nothing pending) */
 
+	/* A debugger or profiler is attached (TracerPid): it reads memory through the kernel
+	 * without waiting for faults, so evicted pages are brought back (bring_back, by the
+	 * fault thread) and none are evicted until it detaches (vm_evict.c, vm.c). */
+	bool traced, bring_back;
 	bool dead;      /* the process exited: reap when no thread uses it */
 	unsigned pins;  /* threads using it outside the lock, besides the eviction thread's */
 	bool evicting;  /* the eviction thread works on it outside the lock */
@@ -168,12 +172,15 @@ struct uzs_vm {
 	_Atomic long high_pages; /* eviction starts when the room falls below this */
 	uint64_t last_scan_ns; /* eviction thread: when the processes' mappings were read */
 	_Atomic bool evict_stuck;
+	_Atomic bool bring_back_any; /* a space's bring_back is set */
+	uint64_t bring_back_next_ns; /* fault thread: when to look for pages to bring back */
 	uint64_t stuck_retry_ns;
 
 	struct {
 		_Atomic uint64_t faults, zero_fills, swapins, staged_refaults, readahead_pages,
 			evicted, evict_shared, waits, budget_overruns, swapin_errors, pages_lost,
 			adopted, agents_refused;
+		_Atomic uint64_t traced_attaches, traced_pages_in;
 		/* pages set aside now (all spaces) and the most at once, by reason */
 		_Atomic long unmovable[UNMOVABLE_REASONS], unmovable_peak[UNMOVABLE_REASONS],
 			unmovable_total_peak;
@@ -209,6 +216,9 @@ void staging_give(struct vm_space *s, uint32_t slot);
 /* Read staged page slot into buf (remote: process_vm_readv). */
 int space_read_staged(struct vm_space *s, unsigned slot, void *buf);
 
+/* Serve a page as its fault would be, over the budget (the fault thread only). */
+int vm_serve_now(struct vm_space *s, uint64_t pg);
+
 /* vm_agents.c */
 int vm_children_listen(struct uzs_vm *vm);
 void vm_children_stop(struct uzs_vm *vm);
@@ -223,6 +233,9 @@ long vm_headroom_pages(struct uzs_vm *vm);
 /* A page leaving the set-aside state (unmapped, moved by mremap, its space freed): it
  * is no longer counted as unmovable. Nothing for any other page. */
 void space_unaside(struct vm_space *s, struct vpage *p);
+/* The fault thread: bring back the evicted pages of traced processes, a batch at a time;
+ * returns the pages brought back. */
+unsigned vm_bring_back_traced(struct uzs_vm *vm);
 /* Drop the staging pages queued for discard (the eviction thread, or a self space). */
 void space_flush_discards(struct vm_space *s);
 

@@ -1059,7 +1059,7 @@ static void note_tracer(struct vm_space *s, bool traced)
 	vm_kick_faults(vm);
 }
 
-#define BRING_BACK_BATCH 1024u
+#define BRING_BACK_BATCH 256u
 #define BRING_BACK_RELOOK_NS 20000000ull
 
 struct back_ctx {
@@ -1079,54 +1079,53 @@ static void find_evicted(void *arg, uint64_t pg, struct vpage *p)
 		c->pg[c->n++] = pg;
 }
 
-/* One batch for one traced space; true when there is more to do. */
-static bool bring_back_space(struct vm_space *s, struct back_ctx *c)
+/* One batch for one traced space: the pages brought back; *more: some are left. */
+static unsigned bring_back_space(struct vm_space *s, bool *more)
 {
 	struct uzs_vm *vm = s->vm;
 	uint64_t before = atomic_load(&vm->st.swapins) + atomic_load(&vm->st.staged_refaults);
+	struct back_ctx c = { .n = 0, .busy = false };
+	uint64_t done;
 
-	c->n = 0;
-	c->busy = false;
-	ptable_walk(&s->pt, 0, UINT64_MAX, find_evicted, c);
-	for (unsigned i = 0; i < c->n && !s->dead; i++) {
-		struct vpage *p = ptable_get(&s->pt, c->pg[i], false);
+	ptable_walk(&s->pt, 0, UINT64_MAX, find_evicted, &c);
+	for (unsigned i = 0; i < c.n && !s->dead; i++) {
+		struct vpage *p = ptable_get(&s->pt, c.pg[i], false);
 
 		/* readahead may have brought it with a neighbour meanwhile */
 		if (p && !(p->val & VP_BUSY) &&
 		    (vp_kind(p) == VP_SWAPPED || vp_kind(p) == VP_STAGED))
-			vm_serve_now(s, c->pg[i]);
+			vm_serve_now(s, c.pg[i]);
 	}
-	atomic_fetch_add(&vm->st.traced_pages_in, atomic_load(&vm->st.swapins) +
-				  atomic_load(&vm->st.staged_refaults) - before);
-	return c->n > 0 || c->busy;
+	done = atomic_load(&vm->st.swapins) + atomic_load(&vm->st.staged_refaults) - before;
+	atomic_fetch_add(&vm->st.traced_pages_in, done);
+	*more = c.n > 0 || c.busy;
+	return (unsigned)done;
 }
 
 unsigned vm_bring_back_traced(struct uzs_vm *vm)
 {
-	static __thread struct back_ctx c; /* the fault thread's: too large for its stack */
-	bool more = false, again = false;
+	bool left = false;
 	unsigned done = 0;
 
 	if (mono_ns() < vm->bring_back_next_ns)
 		return 0;
 	pthread_mutex_lock(&vm->lock);
 	for (struct vm_space *s = vm->spaces; s; s = s->next) {
+		bool more;
+
 		if (!s->bring_back || s->dead)
 			continue;
-		if (bring_back_space(s, &c)) {
-			more = true;
-			again |= c.n > 0; /* pages in flight only: the next look, not a spin */
-			done += c.n;
-		} else {
-			s->bring_back = false;
-		}
+		done += bring_back_space(s, &more);
+		s->bring_back = more;
+		left |= more;
 	}
-	if (!more)
+	if (!left)
 		atomic_store(&vm->bring_back_any, false);
-	/* only pages in flight left: look again later, not after every fault */
-	vm->bring_back_next_ns = more && !again ? mono_ns() + BRING_BACK_RELOOK_NS : 0;
+	/* in flight, or refused for now (a mapping changing): look again later, not after
+	 * every fault */
+	vm->bring_back_next_ns = left && !done ? mono_ns() + BRING_BACK_RELOOK_NS : 0;
 	pthread_mutex_unlock(&vm->lock);
-	if (again)
+	if (left && done)
 		vm_kick_faults(vm);
 	return done;
 }

@@ -371,15 +371,26 @@ static uint8_t refusal_reason(struct vm_space *s, uintptr_t addr, int r, struct 
 	return *cached;
 }
 
-/* The reasons of a batch's lasting refusals: read without vm->lock (it reads /proc). */
+#define REFUSAL_CACHE_NS 100000000ull /* a retry's rounds reuse one look at /proc */
+
+/* The reasons of a batch's lasting refusals: read without vm->lock (it reads /proc). The
+ * mapping last looked at is kept a while: a retry of a large locked area refuses it
+ * batch after batch, and each look at smaps walks the whole process. */
 static void classify_refusals(struct vm_space *s, struct batch *b)
 {
-	struct interval vma = { 0, 0 };
-	uint8_t cached = UNMOVABLE_OTHER;
+	uint64_t now = mono_ns();
 
+	if (now - s->refused_at_ns > REFUSAL_CACHE_NS)
+		s->refused_vma = (struct interval){ 0, 0 };
 	for (unsigned i = 0; i < b->n; i++)
-		if (lasting_refusal(b->res[i]))
-			b->why[i] = refusal_reason(s, b->src[i], b->res[i], &vma, &cached);
+		if (lasting_refusal(b->res[i])) {
+			uintptr_t was = s->refused_vma.start;
+
+			b->why[i] = refusal_reason(s, b->src[i], b->res[i], &s->refused_vma,
+						   &s->refused_why);
+			if (s->refused_vma.start != was)
+				s->refused_at_ns = now;
+		}
 }
 
 static void count_unmovable(struct uzs_vm *vm, unsigned why, long nr)

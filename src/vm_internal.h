@@ -73,6 +73,10 @@ struct vm_space {
 	struct fifo aside;
 	long naside[UNMOVABLE_REASONS];
 	uint64_t aside_retry_ns, aside_backoff_ns;
+	/* eviction thread: the mapping of the last refusal looked up, why, and when */
+	struct interval refused_vma;
+	uint8_t refused_why;
+	uint64_t refused_at_ns;
 	uint32_t qseq;
 	long charged;    /* pages charged to the group: resident + staging */
 	long nactive, nstaged;

@@ -310,6 +310,19 @@ struct uzs_vm_stats {
 	uint64_t spaces;          /* processes (address spaces) served */
 	uint64_t agents_refused;  /* hellos turned away: not an agent of this build, one naming
 				   * another process, or a descriptor that is no userfaultfd */
+	/* Resident pages the kernel refuses to move out, set aside (still charged: the rest
+	 * is evicted in their place) and tried again after a wait (0.1 s doubling to 2 s):
+	 * now and the most at once, in all and by reason: in a read-only mapping, a locked
+	 * one (mlock), pinned (io_uring registered buffers, a transfer in flight), other. */
+	uint64_t unmovable_pages, unmovable_peak_pages;
+	uint64_t unmovable_readonly, unmovable_locked, unmovable_pinned, unmovable_other;
+	uint64_t unmovable_readonly_peak, unmovable_locked_peak, unmovable_pinned_peak,
+		unmovable_other_peak;
+	/* Processes a debugger or profiler is attached to (TracerPid): their evicted pages
+	 * are brought back and none evicted while it stays, since the kernel serves its
+	 * reads (PTRACE_PEEKDATA, /proc/PID/mem) without waiting for a fault: now, the
+	 * attaches seen, and the pages brought back for them. */
+	uint64_t traced, traced_attaches, traced_pages_in;
 };
 
 /* Start serving regions charged to group (NULL: the root, which has no budget): a fault

@@ -204,6 +204,7 @@ static void release_page(void *arg, uint64_t pg, struct vpage *p)
 	(void)pg;
 	if (vp_kind(p) == VP_SWAPPED && vp_payload(p) != LOST_SLOT)
 		uzs_free(s->vm->uzs, vp_payload(p));
+	space_unaside(s, p);
 	p->val = 0;
 }
 
@@ -227,6 +228,7 @@ static void space_free(struct vm_space *s)
 	fifo_free(&s->inactive);
 	fifo_free(&s->active);
 	fifo_free(&s->staged);
+	fifo_free(&s->aside);
 	free(s->slot_owner);
 	free(s->slot_free);
 	free(s->discard);
@@ -619,6 +621,11 @@ static int serve_fault(struct vm_space *s, uintptr_t addr, bool past_budget)
 	return serve_zero(s, pg);
 }
 
+int vm_serve_now(struct vm_space *s, uint64_t pg)
+{
+	return serve_fault(s, pg_addr(pg), true);
+}
+
 static void defer_fault(struct uzs_vm *vm, struct vm_space *s, uintptr_t addr)
 {
 	if (vm->npending == vm->pending_cap) {
@@ -683,6 +690,7 @@ static void drop_page(void *arg, uint64_t pg, struct vpage *p)
 	(void)pg;
 	switch (vp_kind(p)) {
 	case VP_RESIDENT:
+		space_unaside(s, p);
 		if (!(p->val & VP_UNCHARGED))
 			c->uncharge++;
 		if (p->val & VP_ACTIVE)
@@ -752,6 +760,7 @@ static void move_page(void *arg, uint64_t pg, struct vpage *p)
 
 	if (!q)
 		return;
+	space_unaside(s, p); /* a mapping moved: worth trying again */
 	q->val = p->val & ~VP_ACTIVE;
 	q->evicted_at = p->evicted_at;
 	if (vp_kind(p) == VP_STAGED || (p->val & VP_BUSY))
@@ -1183,6 +1192,8 @@ static void *fault_main(void *arg)
 		}
 		if (vm->npending)
 			handled += retry_pending(vm);
+		if (atomic_load(&vm->bring_back_any))
+			handled += vm_bring_back_traced(vm);
 		reap_dead(vm);
 		pthread_mutex_lock(&vm->lock);
 		stop = vm->stop;
@@ -1621,6 +1632,47 @@ unsigned vm_live_spaces(struct uzs_vm *vm)
 	return n;
 }
 
+static void get_unmovable(struct uzs_vm *vm, struct uzs_vm_stats *st)
+{
+	uint64_t *now[] = { &st->unmovable_readonly, &st->unmovable_locked, &st->unmovable_pinned,
+			    &st->unmovable_other };
+	uint64_t *peak[] = { &st->unmovable_readonly_peak, &st->unmovable_locked_peak,
+			     &st->unmovable_pinned_peak, &st->unmovable_other_peak };
+
+	for (unsigned i = 0; i < UNMOVABLE_REASONS; i++) {
+		long n = atomic_load(&vm->st.unmovable[i]);
+
+		*now[i] = n > 0 ? (uint64_t)n : 0;
+		*peak[i] = (uint64_t)atomic_load(&vm->st.unmovable_peak[i]);
+		st->unmovable_pages += *now[i];
+	}
+	st->unmovable_peak_pages = (uint64_t)atomic_load(&vm->st.unmovable_total_peak);
+}
+
+/* The memory uzswap keeps in: set aside as unmovable, or brought back for a tracer. */
+static int print_kept_in(const struct uzs_vm_stats *st, FILE *out)
+{
+	return fprintf(out,
+		       "unmovable_pages %llu\nunmovable_peak_pages %llu\n"
+		       "unmovable_readonly %llu\nunmovable_locked %llu\nunmovable_pinned %llu\n"
+		       "unmovable_other %llu\nunmovable_readonly_peak %llu\n"
+		       "unmovable_locked_peak %llu\nunmovable_pinned_peak %llu\n"
+		       "unmovable_other_peak %llu\ntraced_processes %llu\ntraced_attaches %llu\n"
+		       "traced_pages_in %llu\n",
+		       (unsigned long long)st->unmovable_pages,
+		       (unsigned long long)st->unmovable_peak_pages,
+		       (unsigned long long)st->unmovable_readonly,
+		       (unsigned long long)st->unmovable_locked,
+		       (unsigned long long)st->unmovable_pinned,
+		       (unsigned long long)st->unmovable_other,
+		       (unsigned long long)st->unmovable_readonly_peak,
+		       (unsigned long long)st->unmovable_locked_peak,
+		       (unsigned long long)st->unmovable_pinned_peak,
+		       (unsigned long long)st->unmovable_other_peak, (unsigned long long)st->traced,
+		       (unsigned long long)st->traced_attaches,
+		       (unsigned long long)st->traced_pages_in) < 0 ? -EIO : 0;
+}
+
 void uzs_vm_get_stats(struct uzs_vm *vm, struct uzs_vm_stats *st)
 {
 	memset(st, 0, sizeof(*st));
@@ -1637,11 +1689,15 @@ void uzs_vm_get_stats(struct uzs_vm *vm, struct uzs_vm_stats *st)
 	st->pages_lost = atomic_load(&vm->st.pages_lost);
 	st->adopted = atomic_load(&vm->st.adopted);
 	st->agents_refused = atomic_load(&vm->st.agents_refused);
+	st->traced_attaches = atomic_load(&vm->st.traced_attaches);
+	st->traced_pages_in = atomic_load(&vm->st.traced_pages_in);
+	get_unmovable(vm, st);
 	pthread_mutex_lock(&vm->lock);
 	for (struct vm_space *s = vm->spaces; s; s = s->next) {
 		st->resident_pages += (uint64_t)s->charged;
 		st->staged_pages += (uint64_t)s->nstaged;
 		st->spaces += !s->dead && !s->self;
+		st->traced += !s->dead && s->traced;
 	}
 	pthread_mutex_unlock(&vm->lock);
 }
@@ -1665,5 +1721,5 @@ int uzs_vm_print_stats(struct uzs_vm *vm, FILE *out)
 		       (unsigned long long)st.pages_lost, (unsigned long long)st.adopted,
 		       (unsigned long long)st.resident_pages, (unsigned long long)st.staged_pages,
 		       (unsigned long long)st.spaces, (unsigned long long)st.agents_refused) < 0
-		       ? -EIO : 0;
+		       ? -EIO : print_kept_in(&st, out);
 }

@@ -48,6 +48,7 @@
 #include "uffd.h"
 
 #define AGENT_TIMEOUT_MS 2000
+#define AGENT_POLL_MS 100
 #define BSS_MAX (256ul << 10)
 #define SCAN_INTERVAL_NS 2000000ull /* 2 ms between looks at a process's mappings */
 
@@ -65,6 +66,8 @@ long vm_headroom_pages(struct uzs_vm *vm)
 		return LONG_MAX / 2;
 	return (long)(room / (int64_t)VM_PAGE) - EVICT_RESERVE;
 }
+
+static uint64_t mono_ns(void);
 
 static long budget_pages(struct uzs_vm *vm)
 {
@@ -131,6 +134,7 @@ struct batch {
 	uint64_t src[EVICT_BATCH], dst[EVICT_BATCH];
 	uint32_t slot[EVICT_BATCH];
 	int res[EVICT_BATCH];
+	uint8_t why[EVICT_BATCH]; /* for a lasting refusal: UNMOVABLE_* (classify_refusals) */
 	bool fork_busy; /* refused whole: the process was forking (forks_made not fresh) */
 };
 
@@ -199,6 +203,9 @@ static void move_self(struct vm_space *s, struct batch *b)
 	pthread_mutex_unlock(&self_fork_lock);
 }
 
+static pid_t tracer_of(pid_t pid);
+static void note_tracer(struct vm_space *s, bool traced);
+
 /* Start the drops and moves: done at once in this process; sent to a remote agent, which
  * works on them while we go on (agent_finish collects its answer). */
 static int agent_start(struct vm_space *s, const struct drops *d, struct batch *b)
@@ -232,12 +239,21 @@ static int agent_finish(struct vm_space *s, const struct drops *d, struct batch 
 	struct pollfd pfd = { .fd = s->sock, .events = POLLIN };
 	struct agent_reply rep;
 
+	unsigned waited = 0;
+
 	if (s->self || (!d->nranges && !b->n))
 		return 0;
-	while (poll(&pfd, 1, AGENT_TIMEOUT_MS) != 1) {
+	while (poll(&pfd, 1, AGENT_POLL_MS) != 1) {
 		if (s->vm->stop)
 			return -EPIPE;
-		s->unresponsive = true;
+		/* stopped by a debugger that has just attached? Its reads need the pages */
+		if (!s->traced && tracer_of(s->pid) > 0) {
+			pthread_mutex_lock(&s->vm->lock);
+			note_tracer(s, true);
+			pthread_mutex_unlock(&s->vm->lock);
+		}
+		if (++waited >= AGENT_TIMEOUT_MS / AGENT_POLL_MS)
+			s->unresponsive = true;
 	}
 	s->unresponsive = false;
 	if (!(pfd.revents & POLLIN) || recv(s->sock, &rep, sizeof(rep), 0) <= 0)
@@ -280,6 +296,171 @@ void space_flush_discards(struct vm_space *s)
 	}
 }
 
+/* ---- memory that cannot be moved out ---- */
+
+#define ASIDE_RETRY_MIN_NS 100000000ull  /* a pin held for a transfer is gone by then */
+#define ASIDE_RETRY_MAX_NS 2000000000ull
+
+/* A refusal that trying again at once would only repeat: the mapping is read-only or
+ * locked or of another kind (EINVAL), the page pinned (EBUSY: src/uffd.c has already
+ * tried making a page shared after fork our own), or not where a move can take it.
+ * Retried later (EAGAIN: a fork in the way; EEXIST: the slot; ENOMEM), it is not. */
+static bool lasting_refusal(int r)
+{
+	return r < 0 && r != -EAGAIN && r != -EEXIST && r != -ENOMEM && r != -EINTR;
+}
+
+/* The mapping around addr in the process's maps (smaps: with its flags): its range, and
+ * whether it is writable and locked. false when not found. */
+static bool vma_of(pid_t pid, bool flags, uintptr_t addr, struct interval *vma, bool *w,
+		   bool *locked)
+{
+	char path[64], line[512];
+	bool in = false, found = false;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/%s", (int)pid, flags ? "smaps" : "maps");
+	if (!(f = fopen(path, "re")))
+		return false;
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long lo, hi;
+		char perms[8];
+
+		if (sscanf(line, "%lx-%lx %7s", &lo, &hi, perms) == 3) {
+			if (in)
+				break; /* the next mapping's: ours had no flags line */
+			if ((in = lo <= addr && addr < hi)) {
+				*vma = (struct interval){ lo, hi };
+				*w = perms[1] == 'w';
+				found = true;
+				if (!flags)
+					break;
+			}
+		} else if (in && !strncmp(line, "VmFlags:", 8)) {
+			*locked = strstr(line, " lo") != NULL;
+			break;
+		}
+	}
+	fclose(f);
+	return found;
+}
+
+/* Why the kernel refused to move the page at addr with error r. The staging range is a
+ * writable, unlocked anonymous mapping, and the kernel moves only between mappings alike
+ * (validate_move_areas): a read-only or locked source is refused with EINVAL. Read from
+ * /proc (maps, smaps only for a writable one), a refusal of the same mapping as the last
+ * one (cache) taking the same answer. */
+static uint8_t refusal_reason(struct vm_space *s, uintptr_t addr, int r, struct interval *vma,
+			      uint8_t *cached)
+{
+	pid_t pid = s->self ? getpid() : s->pid;
+	bool w = true, locked = false;
+
+	if (r == -EBUSY)
+		return UNMOVABLE_PINNED;
+	if (r != -EINVAL)
+		return UNMOVABLE_OTHER;
+	if (vma->start <= addr && addr < vma->end)
+		return *cached;
+	if (!vma_of(pid, false, addr, vma, &w, &locked))
+		*cached = UNMOVABLE_OTHER;
+	else if (!w)
+		*cached = UNMOVABLE_READONLY;
+	else
+		*cached = vma_of(pid, true, addr, vma, &w, &locked) && locked ? UNMOVABLE_LOCKED
+										 : UNMOVABLE_OTHER;
+	return *cached;
+}
+
+#define REFUSAL_CACHE_NS 100000000ull /* a retry's rounds reuse one look at /proc */
+
+/* The reasons of a batch's lasting refusals: read without vm->lock (it reads /proc). The
+ * mapping last looked at is kept a while: a retry of a large locked area refuses it
+ * batch after batch, and each look at smaps walks the whole process. */
+static void classify_refusals(struct vm_space *s, struct batch *b)
+{
+	uint64_t now = mono_ns();
+
+	if (now - s->refused_at_ns > REFUSAL_CACHE_NS)
+		s->refused_vma = (struct interval){ 0, 0 };
+	for (unsigned i = 0; i < b->n; i++)
+		if (lasting_refusal(b->res[i])) {
+			uintptr_t was = s->refused_vma.start;
+
+			b->why[i] = refusal_reason(s, b->src[i], b->res[i], &s->refused_vma,
+						   &s->refused_why);
+			if (s->refused_vma.start != was)
+				s->refused_at_ns = now;
+		}
+}
+
+static void count_unmovable(struct uzs_vm *vm, unsigned why, long nr)
+{
+	long now = atomic_fetch_add(&vm->st.unmovable[why], nr) + nr, total = 0;
+
+	if (nr <= 0)
+		return;
+	if (now > atomic_load(&vm->st.unmovable_peak[why]))
+		atomic_store(&vm->st.unmovable_peak[why], now);
+	for (unsigned i = 0; i < UNMOVABLE_REASONS; i++)
+		total += atomic_load(&vm->st.unmovable[i]);
+	if (total > atomic_load(&vm->st.unmovable_total_peak))
+		atomic_store(&vm->st.unmovable_total_peak, total);
+}
+
+/* A page the kernel will not move: kept resident and charged (the rest of the program's
+ * memory is evicted instead), off the lists, so that eviction does not spend its rounds
+ * on it. Called with vm->lock held, as every change of the counts is. */
+static void set_aside(struct vm_space *s, uint64_t pg, struct vpage *p, unsigned why)
+{
+	vp_set(p, VP_RESIDENT, VP_ASIDE, why);
+	p->qseq = ++s->qseq;
+	if (fifo_push(&s->aside, pg, p->qseq) < 0) { /* no room to queue it: retried at once */
+		p->val &= ~VP_ASIDE;
+		space_enqueue(s, pg, p, false);
+		return;
+	}
+	s->naside[why]++;
+	count_unmovable(s->vm, why, 1);
+	if (!s->aside_retry_ns) {
+		s->aside_backoff_ns = s->aside_backoff_ns ? s->aside_backoff_ns : ASIDE_RETRY_MIN_NS;
+		s->aside_retry_ns = mono_ns() + s->aside_backoff_ns;
+	}
+}
+
+void space_unaside(struct vm_space *s, struct vpage *p)
+{
+	unsigned why = (unsigned)vp_payload(p);
+
+	if (vp_kind(p) != VP_RESIDENT || !(p->val & VP_ASIDE) || why >= UNMOVABLE_REASONS)
+		return;
+	p->val &= ((1ull << VP_SHIFT) - 1) & ~VP_ASIDE; /* flag and reason cleared */
+	s->naside[why]--;
+	count_unmovable(s->vm, why, -1);
+}
+
+/* Once its wait is over, every page set aside goes back to the inactive list, to be
+ * tried with the others (a mapping made writable again, unlocked, a pin let go); those
+ * still refused come back here, and the next wait is twice as long. */
+static void retry_aside(struct vm_space *s)
+{
+	struct qent e;
+
+	if (!s->aside_retry_ns || mono_ns() < s->aside_retry_ns)
+		return;
+	s->aside_retry_ns = 0;
+	while (fifo_pop(&s->aside, &e)) {
+		struct vpage *p = ptable_get(&s->pt, e.pg, false);
+
+		if (!p || p->qseq != e.qseq || !(p->val & VP_ASIDE))
+			continue;
+		space_unaside(s, p);
+		space_enqueue(s, e.pg, p, false);
+	}
+	s->aside_backoff_ns = s->aside_backoff_ns * 2 < ASIDE_RETRY_MAX_NS
+		? s->aside_backoff_ns * 2 : ASIDE_RETRY_MAX_NS;
+}
+
 /* ---- choosing victims ---- */
 
 /* The oldest page of q still resident and still standing for that entry. */
@@ -320,6 +501,7 @@ static void pick_victims(struct vm_space *s, long budget, struct batch *b)
 	b->n = 0;
 	b->fork_busy = false;
 	b->forks_seen = s->forks_seen;
+	retry_aside(s);
 	balance_lists(s, budget, EVICT_BATCH);
 	while (b->n < EVICT_BATCH && s->nfree > STAGE_TARGET / 2 &&
 	       pop_resident(s, &s->inactive, false, &pg)) {
@@ -347,7 +529,8 @@ static void discard_slot(struct vm_space *s, uint32_t slot)
 }
 
 /* Where each moved page is now (mremap may have moved its state, munmap dropped it),
- * and what became of it. */
+ * and what became of it. Returns the pages moved out or set aside (both progress: the
+ * lists are shorter by them). */
 static unsigned settle_moves(struct vm_space *s, struct batch *b, int err)
 {
 	struct uzs_vm *vm = s->vm;
@@ -387,9 +570,12 @@ static unsigned settle_moves(struct vm_space *s, struct batch *b, int err)
 			}
 			if (r == -EBUSY)
 				atomic_fetch_add(&vm->st.evict_shared, 1);
-			if (still) { /* shared, or busy in the kernel: try again later */
+			if (still && !err && lasting_refusal(r)) {
+				set_aside(s, pg, p, b->why[i]);
+				moved++;
+			} else if (still) { /* a fork in the way, or busy a moment: again later */
 				vp_set(p, VP_RESIDENT, 0, 0);
-				space_enqueue(s, pg, p, r == -EBUSY);
+				space_enqueue(s, pg, p, false);
 			}
 		}
 	}
@@ -439,17 +625,23 @@ static int read_commits(struct vm_space *s, struct commit *c, unsigned char *buf
 
 /* A compressed copy is charged before its staged page is discarded: past the first page
  * of a batch (progress, even over budget), compress only while a whole page still fits
- * the budget; the rest stay staged for the next round. */
+ * the budget, or, when the group is over it already (pages brought back for a debugger,
+ * faults served after their wait), while the batch has added less than the eviction
+ * reserve: its staged copies, dropped next round, give back far more than that, and
+ * one page a round would leave the group over budget for good. The rest stay staged. */
 static void compress_commits(struct vm_space *s, struct commit *c)
 {
 	struct uzs_vm *vm = s->vm;
 	int r = s->self || !c->n ? 0 : read_commits(s, c, vm->evict_buf);
+	int64_t room0 = uzs_group_memory_room(vm_group(vm));
 
 	for (unsigned i = 0; i < c->n; i++) {
 		const void *src = s->self ? (void *)(s->staging + (uintptr_t)c->slot[i] * VM_PAGE)
 					  : vm->evict_buf + (size_t)i * VM_PAGE;
+		int64_t room = uzs_group_memory_room(vm_group(vm));
 
-		if (r == 0 && i > 0 && uzs_group_memory_room(vm_group(vm)) < (int64_t)VM_PAGE)
+		if (r == 0 && i > 0 && room < (int64_t)VM_PAGE &&
+		    room < room0 - (int64_t)EVICT_RESERVE * VM_PAGE)
 			r = -EAGAIN;
 		c->res[i] = r < 0 ? r : uzs_swap_out(vm->uzs, vm->group, src, &c->sw[i]);
 	}
@@ -492,8 +684,6 @@ static unsigned settle_commits(struct vm_space *s, struct commit *c)
 	}
 	return done;
 }
-
-static uint64_t mono_ns(void);
 
 #define FORK_EVENT_WAIT_NS 50000000ull
 
@@ -545,6 +735,8 @@ static unsigned evict_round(struct uzs_vm *vm, struct vm_space *s, long budget)
 	compress_commits(s, &c);
 	if (!err)
 		err = agent_finish(s, &d, &b);
+	if (!err)
+		classify_refusals(s, &b);
 	pthread_mutex_lock(&vm->lock);
 	s->evicting = false;
 	drops_done(s, &d);
@@ -566,20 +758,34 @@ static struct vm_space *biggest_space(struct uzs_vm *vm)
 	uint64_t now = mono_ns();
 
 	for (struct vm_space *s = vm->spaces; s; s = s->next)
-		if (!s->dead && !s->unresponsive && s->staging && (s->self || s->sock >= 0) &&
+		if (!s->dead && !s->unresponsive && !s->traced && s->staging &&
+		    (s->self || s->sock >= 0) &&
 		    forks_in_step(s, now) && (!best || s->charged > best->charged))
 			best = s;
 	return best;
 }
 
+static long unmovable_now(struct uzs_vm *vm)
+{
+	long n = 0;
+
+	for (unsigned i = 0; i < UNMOVABLE_REASONS; i++)
+		n += atomic_load(&vm->st.unmovable[i]);
+	return n;
+}
+
 /* The group's compressed pages count against its budget as the kernel charges zswap to
- * the memory cgroup: past 3/4 of the budget, the oldest go to the swap file. */
+ * the memory cgroup: past 3/4 of the budget, the oldest go to the swap file. Pages set
+ * aside (unmovable) are taken off the budget first: they hold their part of it for good,
+ * and compressed pages filling the rest would leave no room that eviction could make. */
 static void shrink_compressed(struct uzs_vm *vm, long budget)
 {
 	struct uzs_group_stats st;
+	long usable = budget - unmovable_now(vm);
 
+	usable = usable > budget / 8 ? usable : budget / 8;
 	if (vm->group && uzs_group_get_stats(vm->group, &st) == 0 &&
-	    st.zswap > (uint64_t)budget * VM_PAGE / 4 * 3) {
+	    st.zswap > (uint64_t)usable * VM_PAGE / 4 * 3) {
 		vm->shrinking = true;
 		pthread_mutex_unlock(&vm->lock);
 		uzs_group_shrink(vm->group, EVICT_BATCH);
@@ -818,6 +1024,124 @@ static uint64_t mono_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+/* ---- debuggers and profilers ----
+ * A tracer reads the process's memory through the kernel (PTRACE_PEEKDATA, /proc/PID/mem:
+ * access_remote_vm), whose page faults may not wait for userfaultfd: an evicted page reads
+ * as an error there ("Cannot access memory"). So once a process is seen traced, its
+ * evicted pages are brought back, over the budget if need be, and none are evicted until
+ * the tracer has gone. What an untraced reader of /proc/PID/mem asks for cannot be served
+ * that way: it is not seen. */
+
+/* The process's tracer (TracerPid in its status), 0 when none or unknown. */
+static pid_t tracer_of(pid_t pid)
+{
+	char path[64], line[128];
+	pid_t t = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	if (!(f = fopen(path, "re")))
+		return 0;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "TracerPid: %d", &t) == 1)
+			break;
+	fclose(f);
+	return t;
+}
+
+/* Called with vm->lock held: a tracer that came is counted and the fault thread asked to
+ * bring the pages back; one gone lets eviction take the process's pages again. */
+static void note_tracer(struct vm_space *s, bool traced)
+{
+	struct uzs_vm *vm = s->vm;
+
+	if (traced == s->traced)
+		return;
+	s->traced = traced;
+	s->bring_back = traced;
+	if (!traced) {
+		/* it may be all there was to evict: eviction is no longer stuck, and the faults
+		 * waiting meanwhile must wait for it, not be served over the budget */
+		atomic_store(&vm->evict_stuck, false);
+		vm->evict_kick = true;
+		return;
+	}
+	atomic_fetch_add(&vm->st.traced_attaches, 1);
+	atomic_store(&vm->bring_back_any, true);
+	vm_kick_faults(vm);
+}
+
+#define BRING_BACK_BATCH 256u
+#define BRING_BACK_RELOOK_NS 20000000ull
+
+struct back_ctx {
+	uint64_t pg[BRING_BACK_BATCH];
+	unsigned n;
+	bool busy; /* pages in flight (moving, compressing): taken on a later pass */
+};
+
+static void find_evicted(void *arg, uint64_t pg, struct vpage *p)
+{
+	struct back_ctx *c = arg;
+	unsigned kind = vp_kind(p);
+
+	if (p->val & VP_BUSY)
+		c->busy = true;
+	else if ((kind == VP_SWAPPED || kind == VP_STAGED) && c->n < BRING_BACK_BATCH)
+		c->pg[c->n++] = pg;
+}
+
+/* One batch for one traced space: the pages brought back; *more: some are left. */
+static unsigned bring_back_space(struct vm_space *s, bool *more)
+{
+	struct uzs_vm *vm = s->vm;
+	uint64_t before = atomic_load(&vm->st.swapins) + atomic_load(&vm->st.staged_refaults);
+	struct back_ctx c = { .n = 0, .busy = false };
+	uint64_t done;
+
+	ptable_walk(&s->pt, 0, UINT64_MAX, find_evicted, &c);
+	for (unsigned i = 0; i < c.n && !s->dead; i++) {
+		struct vpage *p = ptable_get(&s->pt, c.pg[i], false);
+
+		/* readahead may have brought it with a neighbour meanwhile */
+		if (p && !(p->val & VP_BUSY) &&
+		    (vp_kind(p) == VP_SWAPPED || vp_kind(p) == VP_STAGED))
+			vm_serve_now(s, c.pg[i]);
+	}
+	done = atomic_load(&vm->st.swapins) + atomic_load(&vm->st.staged_refaults) - before;
+	atomic_fetch_add(&vm->st.traced_pages_in, done);
+	*more = c.n > 0 || c.busy;
+	return (unsigned)done;
+}
+
+unsigned vm_bring_back_traced(struct uzs_vm *vm)
+{
+	bool left = false;
+	unsigned done = 0;
+
+	if (mono_ns() < vm->bring_back_next_ns)
+		return 0;
+	pthread_mutex_lock(&vm->lock);
+	for (struct vm_space *s = vm->spaces; s; s = s->next) {
+		bool more;
+
+		if (!s->bring_back || s->dead)
+			continue;
+		done += bring_back_space(s, &more);
+		s->bring_back = more;
+		left |= more;
+	}
+	if (!left)
+		atomic_store(&vm->bring_back_any, false);
+	/* in flight, or refused for now (a mapping changing): look again later, not after
+	 * every fault */
+	vm->bring_back_next_ns = left && !done ? mono_ns() + BRING_BACK_RELOOK_NS : 0;
+	pthread_mutex_unlock(&vm->lock);
+	if (left && done)
+		vm_kick_faults(vm);
+	return done;
+}
+
 /* A process whose agent socket hung up has exited (or exec'd: the socket is CLOEXEC). */
 static bool hung_up(struct vm_space *s)
 {
@@ -846,11 +1170,17 @@ static void look_at_processes(struct uzs_vm *vm)
 		}
 	}
 	pthread_mutex_unlock(&vm->lock);
-	for (unsigned i = 0; i < n; i++)
+	bool traced[64];
+
+	for (unsigned i = 0; i < n; i++) {
 		vm_scan_maps(vm, todo[i]);
+		traced[i] = tracer_of(todo[i]->pid) > 0;
+	}
 	pthread_mutex_lock(&vm->lock);
-	for (unsigned i = 0; i < n; i++)
+	for (unsigned i = 0; i < n; i++) {
 		todo[i]->evicting = false;
+		note_tracer(todo[i], traced[i]);
+	}
 	pthread_mutex_unlock(&vm->lock);
 	vm_kick_faults(vm);
 }

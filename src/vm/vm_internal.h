@@ -37,6 +37,12 @@ enum { RA_ALONE, RA_ABOVE, RA_BELOW }; /* which neighbour a swap-in brings along
  * (staged and compressed) until its staged copy is discarded, and that must fit too. */
 #define EVICT_RESERVE 32
 
+/* Why a page could not be moved out (UFFDIO_MOVE refused it): its mapping is read-only or
+ * locked (the kernel moves only between writable, unlocked anonymous mappings, as the
+ * staging range is), it is pinned (io_uring buffers, a transfer in flight), or else. */
+enum { UNMOVABLE_READONLY, UNMOVABLE_LOCKED, UNMOVABLE_PINNED, UNMOVABLE_OTHER,
+       UNMOVABLE_REASONS };
+
 struct interval {
 	uintptr_t start, end;
 };
@@ -62,6 +68,16 @@ struct vm_space {
 	struct ptable pt;
 	struct fifo inactive, active;
 	struct fifo staged; /* staging slots in the order they were filled */
+	/* Resident pages a move refused for a lasting reason (VP_ASIDE, the reason as
+	 * payload): still charged, no longer picked, tried again together once aside_retry_ns
+	 * has passed, the wait doubling while they stay refused (vm_evict.c). */
+	struct fifo aside;
+	long naside[UNMOVABLE_REASONS];
+	uint64_t aside_retry_ns, aside_backoff_ns;
+	/* eviction thread: the mapping of the last refusal looked up, why, and when */
+	struct interval refused_vma;
+	uint8_t refused_why;
+	uint64_t refused_at_ns;
 	uint32_t qseq;
 	long charged;    /* pages charged to the group: resident + staging */
 	long nactive, nstaged;
@@ -98,6 +114,10 @@ struct vm_space {
 	uint64_t inherit_at_ns; /* a forked child: when the pages it shares with its parent
 				 * become its own to charge and evict (0: nothing pending) */
 
+	/* A debugger or profiler is attached (TracerPid): it reads memory through the kernel
+	 * without waiting for faults, so evicted pages are brought back (bring_back, by the
+	 * fault thread) and none are evicted until it detaches (vm_evict.c, vm.c). */
+	bool traced, bring_back;
 	bool dead;      /* the process exited: reap when no thread uses it */
 	unsigned pins;  /* threads using it outside the lock, besides the eviction thread's */
 	bool evicting;  /* the eviction thread works on it outside the lock */
@@ -157,12 +177,18 @@ struct uzs_vm {
 	_Atomic long high_pages; /* eviction starts when the room falls below this */
 	uint64_t last_scan_ns; /* eviction thread: when the processes' mappings were read */
 	_Atomic bool evict_stuck;
+	_Atomic bool bring_back_any; /* a space's bring_back is set */
+	uint64_t bring_back_next_ns; /* fault thread: when to look for pages to bring back */
 	uint64_t stuck_retry_ns;
 
 	struct {
 		_Atomic uint64_t faults, zero_fills, swapins, staged_refaults, readahead_pages,
 			evicted, evict_shared, waits, budget_overruns, swapin_errors, pages_lost,
 			adopted, agents_refused;
+		_Atomic uint64_t traced_attaches, traced_pages_in;
+		/* pages set aside now (all spaces) and the most at once, by reason */
+		_Atomic long unmovable[UNMOVABLE_REASONS], unmovable_peak[UNMOVABLE_REASONS],
+			unmovable_total_peak;
 	} st;
 };
 
@@ -198,6 +224,9 @@ void staging_give(struct vm_space *s, uint32_t slot);
 /* Read staged page slot into buf (remote: process_vm_readv). */
 int space_read_staged(struct vm_space *s, unsigned slot, void *buf);
 
+/* Serve a page as its fault would be, over the budget (the fault thread only). */
+int vm_serve_now(struct vm_space *s, uint64_t pg);
+
 /* vm_agents.c */
 int vm_children_listen(struct uzs_vm *vm);
 void vm_children_stop(struct uzs_vm *vm);
@@ -214,6 +243,12 @@ uint32_t vm_self_forks(void);
 void *evict_main(void *arg);
 /* Pages the group may still take before passing its budget (negative: over). */
 long vm_headroom_pages(struct uzs_vm *vm);
+/* A page leaving the set-aside state (unmapped, moved by mremap, its space freed): it
+ * is no longer counted as unmovable. Nothing for any other page. */
+void space_unaside(struct vm_space *s, struct vpage *p);
+/* The fault thread: bring back the evicted pages of traced processes, a batch at a time;
+ * returns the pages brought back. */
+unsigned vm_bring_back_traced(struct uzs_vm *vm);
 /* Drop the staging pages queued for discard (the eviction thread, or a self space). */
 void space_flush_discards(struct vm_space *s);
 

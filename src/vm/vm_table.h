@@ -22,6 +22,7 @@ enum {
 #define VP_ACTIVE 4ull    /* resident on the active list (touched again after eviction) */
 #define VP_BUSY 8ull      /* staged and being compressed: faults on it wait */
 #define VP_UNCHARGED 16ull /* resident but not ours to charge (shared with the parent) */
+#define VP_ASIDE 32ull     /* resident, set aside: a move refused it (payload: why) */
 #define VP_SHIFT 8
 
 struct vpage {

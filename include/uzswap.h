@@ -293,6 +293,16 @@ struct uzs_vm_stats {
 	uint64_t spaces;          /* processes (address spaces) served */
 	uint64_t agents_refused;  /* hellos turned away: not an agent of this build, one naming
 				   * another process, or a descriptor that is no userfaultfd */
+	/* the balance between resident and compressed memory (src/vm/vm_balance.c) */
+	uint64_t pool_target;     /* bytes of the budget the compressed pages may hold now;
+				   * past it the oldest go to the swap file */
+	uint64_t pool_refaults;   /* faults served from the pool */
+	uint64_t file_refaults;   /* faults served from the swap file */
+	uint64_t staged_cost_ns;  /* service time of a fault, moving averages (the round trip */
+	uint64_t pool_cost_ns;    /* to the fault thread not included); 0: none timed yet */
+	uint64_t file_cost_ns;
+	uint64_t balance_shrinks; /* decisions that lowered the pool target */
+	uint64_t balance_grows;   /* decisions that raised it */
 };
 
 /* Start serving regions charged to group (NULL: the root, which has no budget): a fault

@@ -572,13 +572,13 @@ static struct vm_space *biggest_space(struct uzs_vm *vm)
 }
 
 /* The group's compressed pages count against its budget as the kernel charges zswap to
- * the memory cgroup: past half the budget, the oldest go to the swap file. */
+ * the memory cgroup: past the pool target (vm_balance.c), the oldest go to the swap file. */
 static void shrink_compressed(struct uzs_vm *vm, long budget)
 {
 	struct uzs_group_stats st;
 
 	if (vm->group && uzs_group_get_stats(vm->group, &st) == 0 &&
-	    st.zswap > (uint64_t)budget * VM_PAGE / 4 * 3) {
+	    st.zswap > vm_balance_pool_target(vm, budget, &st)) {
 		vm->shrinking = true;
 		pthread_mutex_unlock(&vm->lock);
 		uzs_group_shrink(vm->group, EVICT_BATCH);

@@ -35,11 +35,13 @@
  *    costing a file read more than a pool read;
  *  - beyond: the file refaults just past the pool's end that a step more of pool would
  *    have kept in the pool, each saving that difference.
- * The pool shrinks a step when head > BAL_MARGIN * tail (its room holds pages that are
- * not used, while resident pages fault), and grows a step when beyond > BAL_MARGIN * head
+ * The pool shrinks a step when head > BAL_MARGIN * max(tail, beyond) (its room holds
+ * pages that are not used, while resident pages fault; beyond counts too, since refaults
+ * just past the pool's end say that end is in use, and the tail's window rests on an
+ * estimate of where that end lies), and grows a step when beyond > BAL_MARGIN * head
  * (the working set spills from the pool to the file); each needs BAL_MIN_EVIDENCE
  * refaults behind it; otherwise it holds (no refaults: nothing changes). The margin is
- * the hysteresis. The difference file - pool is counted as at least half a pool read:
+ * the hysteresis, and a step back against the last one needs two decisions in a row. The difference file - pool is counted as at least half a pool read:
  * a writeback also costs a write, even when the file is in the page cache.
  *
  * Bounds: the target starts at 3/4 of the budget (the old rule, until evidence), never
@@ -189,6 +191,33 @@ static void decay(struct vm_balance *b)
 	b->recent = 0;
 }
 
+/* Which way the evidence points: -1 shrink the pool, +1 grow it, 0 hold. */
+static int direction(const struct bal_view *v)
+{
+	/* the pool's end is in use if refaults come from just inside or just past it: the
+	 * tail's estimate rests on where the end lies, the file refaults past it do not */
+	double end = v->tail > v->beyond ? v->tail : v->beyond;
+
+	if (v->head_n >= BAL_MIN_EVIDENCE && v->head > BAL_MARGIN * end)
+		return -1;
+	if (v->beyond_n >= BAL_MIN_EVIDENCE && v->beyond > BAL_MARGIN * v->head)
+		return 1;
+	return 0;
+}
+
+/* A step back the way the last one came is taken only when two decisions in a row ask
+ * for it: a boundary near its balance point would otherwise swing a step either way,
+ * each swing paying for the writebacks (and the reads back) of a step of pages. */
+static bool steady(struct vm_balance *b, int dir)
+{
+	if (dir && dir == -b->last_dir && b->pending != dir) {
+		b->pending = dir;
+		return false;
+	}
+	b->pending = 0;
+	return dir != 0;
+}
+
 static void decide(struct uzs_vm *vm, long budget, const struct uzs_group_stats *st)
 {
 	struct vm_balance *b = &vm->bal;
@@ -197,17 +226,20 @@ static void decide(struct uzs_vm *vm, long budget, const struct uzs_group_stats 
 	uint64_t lo = (uint64_t)budget / 8 * VM_PAGE;
 	uint64_t hi = budget > keep ? (uint64_t)(budget - keep) * VM_PAGE : lo;
 	struct bal_view v;
+	int dir;
 
 	weigh(b, budget, st, &v);
 	if (b->target > hi)
 		b->target = hi > lo ? hi : lo;
-	if (v.head_n >= BAL_MIN_EVIDENCE && v.head > BAL_MARGIN * v.tail && b->target > lo) {
-		b->target = b->target > lo + step ? b->target - step : lo;
-		b->shrinks++;
-	} else if (v.beyond_n >= BAL_MIN_EVIDENCE && v.beyond > BAL_MARGIN * v.head &&
-		   b->target < hi) {
-		b->target = b->target + step < hi ? b->target + step : hi;
-		b->grows++;
+	dir = direction(&v);
+	if ((dir < 0 && b->target <= lo) || (dir > 0 && b->target >= hi))
+		dir = 0; /* at a bound: nothing to do, and no reversal to hold back later */
+	if (steady(b, dir)) {
+		b->target = dir < 0 ? (b->target > lo + step ? b->target - step : lo)
+				    : (b->target + step < hi ? b->target + step : hi);
+		b->shrinks += dir < 0;
+		b->grows += dir > 0;
+		b->last_dir = dir;
 	}
 	decay(b);
 	b->decided_clock = vm->evict_clock;

@@ -123,6 +123,7 @@ struct vm_balance {
 	/* the eviction thread, under vm->lock */
 	uint64_t target;        /* pool bytes the group may hold; 0: not set yet */
 	uint32_t decided_clock; /* evict_clock at the last decision */
+	int last_dir, pending;  /* the last step's direction, a reversal asked once */
 	uint64_t shrinks, grows;
 };
 

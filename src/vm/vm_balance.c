@@ -38,7 +38,12 @@
  * The pool shrinks a step when head > BAL_MARGIN * max(tail, beyond) (its room holds
  * pages that are not used, while resident pages fault; beyond counts too, since refaults
  * just past the pool's end say that end is in use, and the tail's window rests on an
- * estimate of where that end lies), and grows a step when beyond > BAL_MARGIN * head
+ * estimate of where that end lies) and at least half of all refaults have a distance
+ * the pool's room above its floor could hold resident (the working set does not fit
+ * resident but would: the kernel's workingset test of a refault distance; a pool judged
+ * cold while most refaults were far was read back whole by a later scan,
+ * tests/programs/dicts.py, at a file read each), and grows a step when
+ * beyond > BAL_MARGIN * head
  * (the working set spills from the pool to the file); each needs BAL_MIN_EVIDENCE
  * refaults behind it; otherwise it holds (no refaults: nothing changes). The margin is
  * the hysteresis, and a step back against the last one needs two decisions in a row. The difference file - pool is counted as at least half a pool read:
@@ -157,11 +162,13 @@ static double tier_cost(struct vm_balance *b, unsigned tier)
 struct bal_view {
 	double head, tail, beyond; /* expected stall, ns (see the top comment) */
 	double head_n, tail_n, beyond_n; /* the refaults behind them */
+	double fit_n, all_n; /* refaults the pool's room above its floor would hold; all */
 };
 
 static void weigh(struct vm_balance *b, long budget, const struct uzs_group_stats *st,
 		  struct bal_view *v)
 {
+	double room = ((double)b->target - (double)(budget / 8) * VM_PAGE) / VM_PAGE;
 	double entries = (double)(st->zswapped / VM_PAGE);
 	double step = budget / 16 > 64 ? (double)(budget / 16) : 64;
 	double per_entry = entries > 0 && st->zswap > 0 ? (double)st->zswap / entries : VM_PAGE;
@@ -173,6 +180,8 @@ static void weigh(struct vm_balance *b, long budget, const struct uzs_group_stat
 	double hp = hist_range(b->hist[0], 0, step), hf = hist_range(b->hist[1], 0, step);
 
 	v->head_n = b->staged + hp + hf;
+	v->fit_n = b->staged + hist_range(b->hist[0], 0, room) + hist_range(b->hist[1], 0, room);
+	v->all_n = b->staged + hist_range(b->hist[0], 0, 1e10) + hist_range(b->hist[1], 0, 1e10);
 	v->head = b->staged * tier_cost(b, BAL_STAGED) + hp * pool + hf * file;
 	v->tail_n = hist_range(b->hist[0], edge * (1 - share), edge);
 	v->tail = v->tail_n * worse;
@@ -198,7 +207,8 @@ static int direction(const struct bal_view *v)
 	 * tail's estimate rests on where the end lies, the file refaults past it do not */
 	double end = v->tail > v->beyond ? v->tail : v->beyond;
 
-	if (v->head_n >= BAL_MIN_EVIDENCE && v->head > BAL_MARGIN * end)
+	if (v->head_n >= BAL_MIN_EVIDENCE && v->fit_n * 2 >= v->all_n &&
+	    v->head > BAL_MARGIN * end)
 		return -1;
 	if (v->beyond_n >= BAL_MIN_EVIDENCE && v->beyond > BAL_MARGIN * v->head)
 		return 1;

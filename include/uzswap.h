@@ -323,6 +323,16 @@ struct uzs_vm_stats {
 	 * reads (PTRACE_PEEKDATA, /proc/PID/mem) without waiting for a fault: now, the
 	 * attaches seen, and the pages brought back for them. */
 	uint64_t traced, traced_attaches, traced_pages_in;
+	/* the balance between resident and compressed memory (src/vm/vm_balance.c) */
+	uint64_t pool_target;     /* bytes of the budget the compressed pages may hold now;
+				   * past it the oldest go to the swap file */
+	uint64_t pool_refaults;   /* faults served from the pool */
+	uint64_t file_refaults;   /* faults served from the swap file */
+	uint64_t staged_cost_ns;  /* service time of a fault, moving averages (the round trip */
+	uint64_t pool_cost_ns;    /* to the fault thread not included); 0: none timed yet */
+	uint64_t file_cost_ns;
+	uint64_t balance_shrinks; /* decisions that lowered the pool target */
+	uint64_t balance_grows;   /* decisions that raised it */
 };
 
 /* Start serving regions charged to group (NULL: the root, which has no budget): a fault

@@ -990,6 +990,93 @@ static void a_page_gone_unseen_is_counted_lost(void)
 	stop(&f);
 }
 
+/* Touches at random pages of r, each a write: fault counts show where pages came from. */
+static void random_writes(volatile unsigned char *r, size_t pages, unsigned n, uint64_t *x)
+{
+	for (unsigned i = 0; i < n; i++) {
+		*x ^= *x << 13, *x ^= *x >> 7, *x ^= *x << 17;
+		r[(*x % pages) * PG + 16]++;
+	}
+}
+
+/* Pages that compress about 8 to 1 (512 bytes of noise, then zeros). */
+static unsigned char *sparse_region(struct fixture *f, size_t pages)
+{
+	unsigned char *r = NULL;
+	uint64_t x = 0x9e3779b97f4a7c15ull;
+
+	CHECK_EQ(uzs_region_create(f->vm, pages * PG, (void **)&r), 0);
+	for (size_t i = 0; r && i < pages; i++)
+		for (unsigned w = 0; w < 512 / 8; w++) {
+			x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+			memcpy(r + i * PG + w * 8, &x, 8);
+		}
+	return r;
+}
+
+/* A working set that fits the budget only compressed (about 7/8 of it as pool): random
+ * touches over it find their pages in the pool, and the pool is kept, not written to the
+ * swap file page by page. A fixed share of 3/4 for the pool sent a tenth of the set to
+ * the file and back again, a writeback for every read from the file. */
+static void pool_keeps_a_working_set_that_fits_compressed(void)
+{
+	struct fixture f = start(16 * MB);
+	size_t pages = 27000;
+	unsigned char *r = sparse_region(&f, pages);
+	struct uzs_group_stats g0;
+	struct uzs_vm_stats v0, v1;
+	uint64_t x = 88172645463325252ull, written, swapins;
+
+	random_writes(r + 2048, pages, 25000, &x); /* warm-up: the boundary moves */
+	g0 = gstats(&f);
+	v0 = vstats(&f);
+	random_writes(r + 2048, pages, 15000, &x);
+	v1 = vstats(&f);
+	written = gstats(&f).zswpwb - g0.zswpwb;
+	swapins = v1.swapins - v0.swapins;
+	fprintf(stderr, "  swap-ins %llu, written back %llu, from the file %llu, pool target %llu MB"
+		" (%llu up, %llu down), costs us staged %.1f pool %.1f file %.1f\n",
+		(unsigned long long)swapins, (unsigned long long)written,
+		(unsigned long long)(v1.file_refaults - v0.file_refaults),
+		(unsigned long long)(v1.pool_target >> 20), (unsigned long long)v1.balance_grows,
+		(unsigned long long)v1.balance_shrinks, v1.staged_cost_ns / 1e3,
+		v1.pool_cost_ns / 1e3, v1.file_cost_ns / 1e3);
+	CHECK(swapins > 10000); /* the set does not fit resident */
+	CHECK(written * 50 < swapins);
+	CHECK_EQ(uzs_region_destroy(f.vm, r, pages * PG), 0);
+	stop(&f);
+}
+
+/* A large compressed set that is never touched again, and a hot set that does not fit
+ * what a pool at 3/4 of the budget leaves resident (but fits the budget less a pool
+ * of its own size): the cold compressed pages go to the swap file and the hot set
+ * becomes resident, so its touches stop faulting. */
+static void cold_pool_gives_way_to_a_hot_set(void)
+{
+	struct fixture f = start(16 * MB);
+	size_t cold = 48 * MB / PG, hot = 6 * MB / PG;
+	unsigned char *c = filled_region(&f, cold, 1), *h = filled_region(&f, hot, 2);
+	struct uzs_vm_stats v0, v1;
+	uint64_t x = 88172645463325252ull, faults;
+
+	random_writes(h, hot, 30000, &x); /* warm-up: the boundary moves */
+	v0 = vstats(&f);
+	random_writes(h, hot, 15000, &x);
+	v1 = vstats(&f);
+	faults = v1.swapins + v1.staged_refaults - v0.swapins - v0.staged_refaults;
+	fprintf(stderr, "  hot faults %llu of 15000 touches, written back %llu, pool target %llu MB"
+		" (%llu up, %llu down), costs us staged %.1f pool %.1f file %.1f\n",
+		(unsigned long long)faults, (unsigned long long)gstats(&f).zswpwb,
+		(unsigned long long)(v1.pool_target >> 20), (unsigned long long)v1.balance_grows,
+		(unsigned long long)v1.balance_shrinks, v1.staged_cost_ns / 1e3,
+		v1.pool_cost_ns / 1e3, v1.file_cost_ns / 1e3);
+	CHECK(faults < 500);
+	CHECK_EQ(count_bad(c, cold, 1), 0);
+	CHECK_EQ(uzs_region_destroy(f.vm, c, cold * PG), 0);
+	CHECK_EQ(uzs_region_destroy(f.vm, h, hot * PG), 0);
+	stop(&f);
+}
+
 int main(void)
 {
 	skip_unless_transparent_mode_works();
@@ -1015,5 +1102,7 @@ int main(void)
 	RUN(moves_counted_as_the_page_tables_say);
 	RUN(a_page_gone_unseen_is_counted_lost);
 	RUN(eviction_tick_ignores_the_wall_clock);
+	RUN(pool_keeps_a_working_set_that_fits_compressed);
+	RUN(cold_pool_gives_way_to_a_hot_set);
 	return CHECK_DONE();
 }

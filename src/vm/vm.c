@@ -501,7 +501,10 @@ static int serve_swapped(struct vm_space *s, uint64_t pg)
 	uint64_t first;
 	unsigned n = swapin_window(s, pg, st, &first), got = 0, done, keep;
 	uzs_slot_t slots[RA_MAX];
-	bool hot = refault_is_hot(s, ptable_get(&s->pt, pg, false));
+	struct vpage *fp = ptable_get(&s->pt, pg, false);
+	bool hot = refault_is_hot(s, fp);
+	uint32_t distance = vm->evict_clock - fp->evicted_at;
+	unsigned tier = vm_balance_tier(vm, vp_payload(fp));
 	long err;
 	int in_err = 0;
 
@@ -556,6 +559,8 @@ static int serve_swapped(struct vm_space *s, uint64_t pg)
 	atomic_fetch_add(&vm->st.swapins, done);
 	if (done > 1)
 		atomic_fetch_add(&vm->st.readahead_pages, done - 1);
+	if (done > pg - first)
+		vm_balance_refault(vm, tier, distance);
 	return swapin_result(s, pg, done > pg - first, err);
 }
 
@@ -582,6 +587,7 @@ static int serve_staged(struct vm_space *s, uint64_t pg, struct vpage *p)
 	space_enqueue(s, pg, p, true);
 	space_charge(s, 1);
 	atomic_fetch_add(&vm->st.staged_refaults, 1);
+	vm_balance_refault(vm, BAL_STAGED, 0);
 	if (s->self)
 		space_flush_discards(s);
 	return SERVED;
@@ -1021,13 +1027,15 @@ static inline void cpu_relax(void)
 static int wait_events(struct uzs_vm *vm, struct epoll_event *evs, int max, int timeout_ms,
 		       bool spin, unsigned *handled)
 {
-	uint64_t until = spin ? now_ns() + FAULT_SPIN_NS : 0;
+	uint64_t now = spin ? now_ns() : 0, until = spin ? now + FAULT_SPIN_NS : 0;
 	int n;
 
 	*handled = 0;
-	while (now_ns() < until && !(atomic_load(&vm->fork_req) & 1)) {
+	vm_balance_look(vm, now); /* the faults served since the last look are timed */
+	while ((now = now_ns()) < until && !(atomic_load(&vm->fork_req) & 1)) {
 		struct vm_space *hot = vm->hot;
 
+		vm_balance_look(vm, now);
 		/* the turn count outlives the call: a space whose reads never come back empty
 		 * (two threads faulting in turn) must not keep the others unread */
 		if (hot && ++vm->hot_turns % HOT_TURNS) {
@@ -1038,6 +1046,7 @@ static int wait_events(struct uzs_vm *vm, struct epoll_event *evs, int max, int 
 		}
 		cpu_relax();
 	}
+	vm_balance_look(vm, 0); /* what wakes it from a sleep is untimed */
 	return epoll_wait(vm->epfd, evs, max, timeout_ms);
 }
 
@@ -1693,6 +1702,7 @@ void uzs_vm_get_stats(struct uzs_vm *vm, struct uzs_vm_stats *st)
 	st->traced_pages_in = atomic_load(&vm->st.traced_pages_in);
 	get_unmovable(vm, st);
 	pthread_mutex_lock(&vm->lock);
+	vm_balance_stats(vm, st);
 	for (struct vm_space *s = vm->spaces; s; s = s->next) {
 		st->resident_pages += (uint64_t)s->charged;
 		st->staged_pages += (uint64_t)s->nstaged;
@@ -1712,7 +1722,10 @@ int uzs_vm_print_stats(struct uzs_vm *vm, FILE *out)
 		       "readahead_pages %llu\nevicted_pages %llu\nevict_shared %llu\nwaits %llu\n"
 		       "budget_overruns %llu\nswapin_errors %llu\npages_lost %llu\nadopted %llu\n"
 		       "resident_pages %llu\n"
-		       "staged_pages %llu\nprocesses %llu\nagents_refused %llu\n",
+		       "staged_pages %llu\nprocesses %llu\nagents_refused %llu\n"
+		       "pool_target %llu\npool_refaults %llu\nfile_refaults %llu\n"
+		       "staged_cost_us %.1f\npool_cost_us %.1f\nfile_cost_us %.1f\n"
+		       "balance_shrinks %llu\nbalance_grows %llu\n",
 		       (unsigned long long)st.faults, (unsigned long long)st.zero_fills,
 		       (unsigned long long)st.swapins, (unsigned long long)st.staged_refaults,
 		       (unsigned long long)st.readahead_pages, (unsigned long long)st.evicted,
@@ -1720,6 +1733,11 @@ int uzs_vm_print_stats(struct uzs_vm *vm, FILE *out)
 		       (unsigned long long)st.budget_overruns, (unsigned long long)st.swapin_errors,
 		       (unsigned long long)st.pages_lost, (unsigned long long)st.adopted,
 		       (unsigned long long)st.resident_pages, (unsigned long long)st.staged_pages,
-		       (unsigned long long)st.spaces, (unsigned long long)st.agents_refused) < 0
+		       (unsigned long long)st.spaces, (unsigned long long)st.agents_refused,
+		       (unsigned long long)st.pool_target, (unsigned long long)st.pool_refaults,
+		       (unsigned long long)st.file_refaults, st.staged_cost_ns / 1e3,
+		       st.pool_cost_ns / 1e3, st.file_cost_ns / 1e3,
+		       (unsigned long long)st.balance_shrinks,
+		       (unsigned long long)st.balance_grows) < 0
 		       ? -EIO : print_kept_in(&st, out);
 }

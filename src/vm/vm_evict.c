@@ -775,9 +775,10 @@ static long unmovable_now(struct uzs_vm *vm)
 }
 
 /* The group's compressed pages count against its budget as the kernel charges zswap to
- * the memory cgroup: past 3/4 of the budget, the oldest go to the swap file. Pages set
- * aside (unmovable) are taken off the budget first: they hold their part of it for good,
- * and compressed pages filling the rest would leave no room that eviction could make. */
+ * the memory cgroup: past the pool target (vm_balance.c), the oldest go to the swap file.
+ * Pages set aside (unmovable) are taken off the budget first: they hold their part of it
+ * for good, and compressed pages filling the rest would leave no room that eviction could
+ * make. */
 static void shrink_compressed(struct uzs_vm *vm, long budget)
 {
 	struct uzs_group_stats st;
@@ -785,7 +786,7 @@ static void shrink_compressed(struct uzs_vm *vm, long budget)
 
 	usable = usable > budget / 8 ? usable : budget / 8;
 	if (vm->group && uzs_group_get_stats(vm->group, &st) == 0 &&
-	    st.zswap > (uint64_t)usable * VM_PAGE / 4 * 3) {
+	    st.zswap > vm_balance_pool_target(vm, usable, &st)) {
 		vm->shrinking = true;
 		pthread_mutex_unlock(&vm->lock);
 		uzs_group_shrink(vm->group, EVICT_BATCH);

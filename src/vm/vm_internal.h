@@ -124,6 +124,30 @@ struct vm_space {
 	bool unresponsive;
 };
 
+/* The boundary between resident and compressed memory (vm_balance.c). */
+enum { BAL_STAGED, BAL_POOL, BAL_FILE, BAL_TIERS }; /* where a refault came from */
+#define BAL_BUCKETS 124u /* refault distances: 4 buckets per power of two up to 2^32 */
+
+struct vm_balance {
+	/* the fault thread, under vm->lock */
+	uint32_t hist[2][BAL_BUCKETS]; /* pool, file refaults by distance (decayed) */
+	uint32_t staged;               /* staged refaults (decayed as hist) */
+	uint32_t max_pool_distance;
+	uint32_t recent;               /* refaults since the last decision */
+	uint64_t refaults[BAL_TIERS];  /* all of them */
+	/* the fault thread only: its last look for messages (0: after a sleep, untimed),
+	 * and the faults served since */
+	uint64_t look_ns;
+	unsigned batch_tier, batch_n;
+	_Atomic uint32_t cost_ns[BAL_TIERS]; /* service time per fault, moving average */
+	_Atomic uint32_t samples[BAL_TIERS];
+	/* the eviction thread, under vm->lock */
+	uint64_t target;        /* pool bytes the group may hold; 0: not set yet */
+	uint32_t decided_clock; /* evict_clock at the last decision */
+	int last_dir, pending;  /* the last step's direction, a reversal asked once */
+	uint64_t shrinks, grows;
+};
+
 struct pending_fault {
 	struct vm_space *space;
 	uintptr_t addr;
@@ -180,6 +204,7 @@ struct uzs_vm {
 	_Atomic bool bring_back_any; /* a space's bring_back is set */
 	uint64_t bring_back_next_ns; /* fault thread: when to look for pages to bring back */
 	uint64_t stuck_retry_ns;
+	struct vm_balance bal;
 
 	struct {
 		_Atomic uint64_t faults, zero_fills, swapins, staged_refaults, readahead_pages,
@@ -235,6 +260,18 @@ void vm_children_stop(struct uzs_vm *vm);
 /* A forked child saying hello (stopped until its go-ahead): forget what its fork event
  * recorded of ranges the kernel did not copy into it as they were. */
 void vm_fork_trim(struct uzs_vm *vm, struct vm_space *s);
+/* vm_balance.c */
+/* Where the page under swap slot slot is: BAL_POOL or BAL_FILE (one atomic load). */
+unsigned vm_balance_tier(struct uzs_vm *vm, uint64_t slot);
+/* A fault served from tier, distance compressions after the page left (vm->lock held). */
+void vm_balance_refault(struct uzs_vm *vm, unsigned tier, uint32_t distance);
+/* The fault thread looks for messages at now (a clock it read anyway; 0: it slept):
+ * times the fault served since its last look. */
+void vm_balance_look(struct uzs_vm *vm, uint64_t now);
+/* The pool bytes the group may hold now, deciding again when due (vm->lock held). */
+uint64_t vm_balance_pool_target(struct uzs_vm *vm, long budget,
+				const struct uzs_group_stats *st);
+void vm_balance_stats(struct uzs_vm *vm, struct uzs_vm_stats *st);
 
 /* vm_evict.c */
 /* This process's forks so far, counted from the first call (its own space's moves are

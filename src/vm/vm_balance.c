@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * vm_balance — where the budget's boundary between resident and compressed pages lies:
  * how many bytes of the group's budget the compressed pool may hold before its oldest

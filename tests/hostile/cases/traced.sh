@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # A debugger attached to a program under uzswap reads its evicted memory: the pages are
 # brought back once the tracer is seen (TracerPid), and eviction resumes after it
 # detaches. peek attaches a tracer of its own (PTRACE_PEEKDATA and /proc/PID/mem).

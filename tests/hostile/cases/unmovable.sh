@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # Memory uzswap cannot move out (read-only, locked, pinned by io_uring) is set aside and
 # charged, and the rest is evicted in its place, so the program stays within its budget;
 # so does one another process has read or written with process_vm_readv/writev (a

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * peek MB: writes MB MiB with a pattern, then has a debugger-like process of its own (not
  * managed by uzswap: its agent is not preloaded) attach with ptrace and read the first

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * unmovable MODE SMALL_MB BIG_MB: keeps SMALL_MB MiB of memory uzswap cannot move out of
  * the process, then writes BIG_MB MiB twice (two areas, each written and read back) and

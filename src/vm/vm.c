@@ -1343,7 +1343,7 @@ int vm_thread_start(pthread_t *t, void *(*fn)(void *), void *arg)
  * the other CPUs are busy, which they are with eviction when eviction keeps off the fault
  * thread's CPU. So with pinning the fault thread has the last CPU the caller may use and
  * the eviction thread the others; the program's threads are left alone (bench/README.md,
- * session 8: the random workload 7% faster). Without, or with one CPU, both may run on
+ * "Transparent mode": the random workload 7% faster). Without, or with one CPU, both may run on
  * any the caller may use. */
 int uzs_vm_pin_threads(struct uzs_vm *vm, bool pin)
 {

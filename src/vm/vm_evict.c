@@ -20,7 +20,7 @@
  * Watermarks (as kswapd's): eviction starts when the group's room falls below
  * max(budget/64, 128 pages) and goes on until it is above max(budget/32, 256 pages); a
  * fault that does not fit waits for it. (budget/16 and /8 left a tenth of the budget
- * unused on average: 2% more faults on a random workload, bench/README.md session 8.)
+ * unused on average: 2% more faults on a random workload, bench/README.md.)
  *
  * Cost: a round sends one request to the agent (drop the staged copies compressed last
  * round, move this round's victims out), and compresses the round before's staged pages

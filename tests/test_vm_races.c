@@ -370,6 +370,9 @@ static void decompressor_shortage_defers_the_fault(void)
 	/* zstd: its decompression needs per-thread state, which the fault thread does not
 	 * have yet (it has served only first touches) */
 	CHECK_EQ(uzs_set_compressor(f.uzs, "zstd", 0), 0);
+	/* the page must stay compressed in the pool (a page read from the swap file needs no
+	 * decompressor state): no writeback, whatever the pool target does */
+	CHECK_EQ(uzs_group_set_zswap_writeback(f.g, false), 0);
 	r = filled_region(&f, pages, 1);
 	uzs_vm_sync(f.vm);
 	CHECK(swapped_out(&f, r));

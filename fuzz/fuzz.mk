@@ -12,7 +12,8 @@ FUZZ_COMMON := -O1 -g -fno-sanitize-recover=all -std=gnu11 -Wall -Wextra -Werror
 FUZZ_LIB_CFLAGS := $(FUZZ_COMMON) -fsanitize=fuzzer-no-link,address,undefined
 FUZZ_CFLAGS := $(FUZZ_COMMON) -fsanitize=fuzzer,address,undefined
 FUZZ_LDLIBS := -llz4 -lzstd -llzo2 -lz -lsodium -pthread
-FUZZ_LIB_SRC := $(or $(LIB_SRC),$(filter-out src/agent/preload.c,$(wildcard src/*/*.c)))
+# The library and its test hooks (fuzz_ops checks where each page is through them).
+FUZZ_LIB_SRC := $(LIB_SRC) $(TEST_HOOKS_SRC)
 FUZZ_OBJ := $(FUZZ_LIB_SRC:src/%.c=$(FUZZ_BUILD)/obj/%.o)
 FUZZ_DEPS := $(wildcard src/*/*.h include/*.h) fuzz/ops.h
 

@@ -61,7 +61,8 @@ struct uzs_config {
 	/* write back proactively when the system runs low on memory (kernel default off):
 	 * the colder part of the cache each time a PSI memory pressure trigger fires (the
 	 * process's cgroup v2 memory.pressure or /proc/pressure/memory: 150 ms of stall in
-	 * 1 s), or where there is none, when MemAvailable, polled once a second, is below
+	 * 1 s, or 300 ms in 2 s where the kernel refuses a caller a 1 s window), or where
+	 * there is none, when MemAvailable, polled once a second, is below
 	 * 1/16 of MemTotal (uzs_stats.shrinker_psi says which) */
 	bool shrinker_enabled;
 	/* where the swap file lives: a directory (the file gets no name there) or the path
@@ -397,8 +398,9 @@ void uzs_run_options_init(struct uzs_run_options *options);
  * made the program's child subreaper and has its signal handlers for SIGINT, SIGTERM,
  * SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH, SIGCONT and SIGALRM replaced. A program
  * that cannot be run managed or a kernel that cannot serve it: one line on stderr says
- * why, and the return value is the exit status `uzswap run` gives (126: a static,
- * setuid or capability-raising program; 1: anything else). */
+ * why, and the return value is the exit status `uzswap run` gives (127: not found; 126: not
+ * executable, or a static, setuid or capability-raising program; 1: anything else). It is
+ * the one call that prints: it stands for the command. */
 int uzs_run_program(const struct uzs_run_options *options, char *const argv[], int *status);
 
 /* The compressor names uzswap knows, NULL-terminated. */

@@ -376,8 +376,12 @@ static int refuse_cmd(const char *cmd)
 
 	exec_resolve(cmd, getenv("PATH"), found, sizeof(found));
 	/* one line, as the shell says it, rather than a run that starts and prints figures */
-	if (access(found, X_OK) < 0)
-		return say("cannot run %s: %s", cmd, strerror(errno)), errno == ENOENT ? 127 : 126;
+	if (access(found, X_OK) < 0) {
+		int err = errno; /* before say's write can change it */
+
+		say("cannot run %s: %s", cmd, strerror(err));
+		return err == ENOENT ? 127 : 126;
+	}
 	if (!(why = exec_check_path(found)))
 		return 0;
 	exec_say_refused(cmd, why);
@@ -386,7 +390,7 @@ static int refuse_cmd(const char *cmd)
 
 /* ---- a swap file that cannot be written ---- */
 
-/* The directory the swap file is in, as src/swapfile.c chooses it: --swapfile's
+/* The directory the swap file is in, as src/engine/swapfile.c chooses it: --swapfile's
  * directory, or the one of the file it names (unlinked by now), or the default. */
 static void swap_dir(const struct uzs_run_options *o, char *out, size_t size)
 {

@@ -39,8 +39,9 @@ fi
 
 # writeback starts past 3/4 of the budget (src/vm_evict.c): --help says the same
 "$uz" run --help >"$work/help" 2>&1
-if grep -q 'passes 3/4 of the' "$work/help" && ! grep -q 'half the' "$work/help"; then
+if grep -q 'passes its target' "$work/help" && grep -q '3/4 of the budget at first' "$work/help" &&
+   ! grep -q 'half the' "$work/help"; then
 	case_ok help-writeback-threshold
 else
-	case_fail help-writeback-threshold "--help does not say writeback starts past 3/4 of the budget"
+	case_fail help-writeback-threshold "--help does not say writeback starts past the pool target (3/4 of the budget at first)"
 fi

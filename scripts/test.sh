@@ -70,6 +70,16 @@ run_hostile() {
 	rm -f "$log"
 }
 
+# The source folders' dependencies go one way (scripts/check-layout.sh): one check.
+run_layout() {
+	echo "=== layout"
+	if scripts/check-layout.sh; then
+		echo "1 passed, 0 failed"; total_passed=$((total_passed + 1))
+	else
+		echo "0 passed, 1 failed"; total_failed=$((total_failed + 1))
+	fi
+}
+
 # The installed tree: pkg-config, shared and static linking, exported symbols, man pages.
 run_install() {
 	local log
@@ -95,6 +105,7 @@ run_fuzz() {
 	rm -f "$log"
 }
 
+run_layout
 run_variant plain build "" ""
 run_variant "address+undefined sanitizers" build-address "SAN=address" ""
 # TSan cannot map its shadow under the kernel's full address-space randomisation; and it

@@ -10,7 +10,7 @@ set -euo pipefail
 packages=(gcc make libc6-dev liblz4-dev libzstd-dev liblzo2-dev zlib1g-dev libsodium-dev
 	util-linux)
 if [ "${1:-}" = test ]; then
-	packages+=(clang libclang-rt-dev valgrind python3 sqlite3 coreutils gawk pkgconf binutils man-db
+	packages+=(clang libclang-rt-dev valgrind python3 sqlite3 coreutils gawk pkgconf binutils man-db zstd
 		groff-base)
 fi
 missing=()

@@ -80,6 +80,16 @@ run_layout() {
 	fi
 }
 
+# Every uzswap bench option, alone and combined: each run verifies every page.
+run_bench_options() {
+	local log
+	echo "=== uzswap bench options"
+	log=$(mktemp)
+	tests/cli/run-bench-options.sh build 2>&1 | tee "$log"
+	count_result "$log" "bench options"
+	rm -f "$log"
+}
+
 # The installed tree: pkg-config, shared and static linking, exported symbols, man pages.
 run_install() {
 	local log
@@ -117,6 +127,7 @@ run_variant "fault injection" build-fault "FAULT=1" ""
 run_valgrind
 run_programs
 run_hostile
+run_bench_options
 run_install
 run_fuzz
 

@@ -387,6 +387,7 @@ struct uzs_run_options {
 				    * or in ../lib/uzswap/ from it (an installed tree) */
 	const char *settings_line; /* printed on stderr once the program is about to start */
 	bool no_pin;               /* leave the vm's threads to the scheduler */
+	bool encrypt;              /* as uzs_config.encrypt_swapfile */
 };
 /* Defaults: memory_max half of RAM, zswap_max UZS_MAX, compressor "lz4", the rest 0. */
 void uzs_run_options_init(struct uzs_run_options *options);

@@ -37,13 +37,14 @@ struct run_opts {
 	const char *swapfile;
 	const char *stats_file;
 	bool memory_default, memory_all_ram, compressor_default;
-	bool no_pin;
+	bool no_pin, encrypt;
 };
 
 static void run_usage(FILE *out)
 {
 	fputs("usage: uzswap run [--memory-max SIZE] [--zswap-max SIZE] [--compressor NAME]\n"
-	      "                  [--swapfile PATH] [--stats FILE] [--no-pin] -- CMD [ARG...]\n"
+	      "                  [--swapfile PATH] [--stats FILE] [--encrypt] [--no-pin]\n"
+	      "                  -- CMD [ARG...]\n"
 	      "\n"
 	      "Runs CMD (a dynamically linked program) with its anonymous memory - heap and\n"
 	      "anonymous mappings, whatever allocator it uses, in it and every process it forks\n"
@@ -60,6 +61,8 @@ static void run_usage(FILE *out)
 	      "                     default $UZSWAP_DIR, $TMPDIR or /var/tmp. It has no name:\n"
 	      "                     nothing is left behind.\n"
 	      "  --stats FILE       write the figures at exit to FILE instead of stderr\n"
+	      "  --encrypt          encrypt the pages written to the swap file (ChaCha20-Poly1305,\n"
+	      "                     a key made at start and never written anywhere)\n"
 	      "  --no-pin           let uzswap's own threads run on any CPU (default: the fault\n"
 	      "                     thread has the last CPU uzswap may use, eviction the rest;\n"
 	      "                     CMD's threads are never pinned)\n"
@@ -117,6 +120,7 @@ static int parse_run(int argc, char **argv, struct run_opts *o, int *cmd)
 		{ "swapfile", required_argument, NULL, 's' },
 		{ "stats", required_argument, NULL, 'S' },
 		{ "no-pin", no_argument, NULL, 'P' },
+		{ "encrypt", no_argument, NULL, 'E' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -148,6 +152,7 @@ static int parse_run(int argc, char **argv, struct run_opts *o, int *cmd)
 		case 's': o->swapfile = optarg; break;
 		case 'S': o->stats_file = optarg; break;
 		case 'P': o->no_pin = true; break;
+		case 'E': o->encrypt = true; break;
 		case 'h': run_usage(stdout); exit(0);
 		default: return 2;
 		}
@@ -202,6 +207,7 @@ int cmd_run(int argc, char **argv)
 	run.swapfile = o.swapfile;
 	run.stats_file = o.stats_file;
 	run.no_pin = o.no_pin;
+	run.encrypt = o.encrypt;
 	run.settings_line = settings_line(&o, settings, sizeof(settings));
 	if ((r = uzs_run_program(&run, argv + cmd, &status)))
 		return r;

@@ -315,6 +315,7 @@ static int open_engine_for(const struct uzs_run_options *o, struct run *run)
 	c.compressor = o->compressor;
 	c.swapfile_path = o->swapfile;
 	c.swapfile_bytes = 64ull << 30; /* sparse: only what is written takes disk */
+	c.encrypt_swapfile = o->encrypt;
 	if ((r = uzs_open(&c, &run->uzs)) == -EEXIST && o->swapfile)
 		return say("--swapfile %s exists and is not a directory: give a directory or the "
 			   "path of a new file", o->swapfile);

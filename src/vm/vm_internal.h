@@ -27,7 +27,7 @@
 #include "vm.h"
 #include "vm_table.h"
 
-#define VM_PAGE 4096u
+#define VM_PAGE UZS_PAGE_SIZE /* the short name in the vm's files */
 #define RA_MAX 64u        /* pages swapped in ahead of a sequential fault */
 #define RA_STREAMS 8u     /* sequential streams followed at once */
 #define RA_STREAM_IDLE 64u /* faults after which a stream not continued has ended */

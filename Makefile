@@ -99,10 +99,10 @@ $(BUILD)/uzswap: $(TOOL_OBJ) $(BUILD)/libuzswap-internal.a
 # Only mmap and the exec family are exported (-fvisibility=hidden), so the agent keeps its
 # own state even in a program linking libuzswap.a, which has the same agent_core.
 AGENT_SRC := $(AGENT_ONLY_SRC) src/agent/agent_core.c src/agent/uffd.c src/agent/exec_check.c
-$(BUILD)/libuzswap-agent.so: $(AGENT_SRC) $(wildcard src/agent/*.h src/common/*.h)
+$(BUILD)/libuzswap-agent.so: $(AGENT_SRC) $(wildcard src/agent/*.h src/common/*.h) include/uzswap.h
 	@mkdir -p $(dir $@)
 	$(CC) -O2 -g -std=gnu11 -Wall -Wextra -Werror -fPIC -shared -pthread -Wl,-z,now \
-		-fvisibility=hidden -Isrc/agent -Isrc/common $(AGENT_SRC) -o $@
+		-fvisibility=hidden -Iinclude -Isrc/agent -Isrc/common $(AGENT_SRC) -o $@
 
 $(BUILD)/test_%: tests/test_%.c $(wildcard tests/*.h) $(BUILD)/libuzswap-internal.a
 	$(CC) $(CFLAGS) $(LDFLAGS) $< $(BUILD)/libuzswap-internal.a -o $@ $(LDLIBS)

@@ -73,7 +73,7 @@ static void close_fd(int *fd)
 
 static int32_t drop_staging(const uint64_t *start, const uint64_t *len, unsigned n)
 {
-	const uint64_t staging_bytes = (uint64_t)AGENT_STAGING_SLOTS * AGENT_PAGE;
+	const uint64_t staging_bytes = (uint64_t)AGENT_STAGING_SLOTS * UZS_PAGE_SIZE;
 	int32_t r = 0;
 
 	for (unsigned i = 0; i < n; i++) {
@@ -260,7 +260,7 @@ static int hello(int uffd, pid_t fork_parent, int *own_uffd)
 
 static int setup_staging(void)
 {
-	size_t bytes = (size_t)AGENT_STAGING_SLOTS * AGENT_PAGE;
+	size_t bytes = (size_t)AGENT_STAGING_SLOTS * UZS_PAGE_SIZE;
 	int r;
 
 	agent.staging_uffd = uffd_open_kernel_mode();
@@ -338,7 +338,7 @@ static int become_child_agent(pid_t parent, const char **what)
 {
 	int r;
 
-	madvise((void *)agent.staging, (size_t)AGENT_STAGING_SLOTS * AGENT_PAGE, MADV_DONTNEED);
+	madvise((void *)agent.staging, (size_t)AGENT_STAGING_SLOTS * UZS_PAGE_SIZE, MADV_DONTNEED);
 	if (!agent.lenient && !agent.stack && !(agent.stack = map_anon(AGENT_STACK_BYTES)))
 		return *what = "mmap", -ENOMEM;
 	if ((r = setup_staging()) < 0)
@@ -394,7 +394,7 @@ void agent_start_process(const char *name)
 	if (strlen(name) >= sizeof(agent.name))
 		fail("socket name too long", ENAMETOOLONG);
 	strcpy(agent.name, name);
-	agent.staging = (uintptr_t)map_anon((size_t)AGENT_STAGING_SLOTS * AGENT_PAGE);
+	agent.staging = (uintptr_t)map_anon((size_t)AGENT_STAGING_SLOTS * UZS_PAGE_SIZE);
 	agent.stack = map_anon(AGENT_STACK_BYTES);
 	if (!agent.staging || !agent.stack)
 		fail("mmap", ENOMEM);

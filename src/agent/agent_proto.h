@@ -13,12 +13,13 @@
 
 #include <stdint.h>
 
+#include "uzswap.h" /* UZS_PAGE_SIZE: a staging slot's size */
+
 #define AGENT_ENV_SOCKET "UZSWAP_AGENT_SOCKET"
 /* "uzs" and the protocol's version, 4: a new layout of any message takes a new one, so an
  * agent and a holder of different builds refuse each other at hello */
 #define AGENT_MAGIC 0x757a7304u
 #define AGENT_BATCH 64u         /* pages per request */
-#define AGENT_PAGE 4096u
 #define AGENT_STAGING_SLOTS 1024u
 #define AGENT_STACK_BYTES (256u << 10)
 

@@ -32,7 +32,7 @@ EXPORTED void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t o
 	    !(flags & (MAP_SHARED | MAP_GROWSDOWN | MAP_STACK)) &&
 	    prot == (PROT_READ | PROT_WRITE))
 		uffd_register_missing(uffd, (uintptr_t)p,
-				      (len + AGENT_PAGE - 1) & ~(size_t)(AGENT_PAGE - 1));
+				      (len + UZS_PAGE_SIZE - 1) & ~(size_t)(UZS_PAGE_SIZE - 1));
 	return p;
 }
 

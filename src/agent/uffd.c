@@ -2,6 +2,7 @@
 /* uffd — thin wrappers over the userfaultfd calls, returning -errno. */
 #define _GNU_SOURCE
 #include "uffd.h"
+#include "uzswap.h"
 #include "fault.h"
 
 #include <errno.h>
@@ -70,15 +71,13 @@ long uffd_move(int fd, uintptr_t dst, uintptr_t src, uintptr_t len, int wake)
 	return m.move;
 }
 
-#define MOVE_PAGE 4096u
-
 /* Pages from i on whose source and destination both follow on from page i's. */
 static unsigned stretch_at(const uint64_t *src, const uint64_t *dst, unsigned i, unsigned n)
 {
 	unsigned k = 1;
 
-	while (i + k < n && src[i + k] == src[i] + (uint64_t)k * MOVE_PAGE &&
-	       dst[i + k] == dst[i] + (uint64_t)k * MOVE_PAGE)
+	while (i + k < n && src[i + k] == src[i] + (uint64_t)k * UZS_PAGE_SIZE &&
+	       dst[i + k] == dst[i] + (uint64_t)k * UZS_PAGE_SIZE)
 		k++;
 	return k;
 }
@@ -96,7 +95,7 @@ static unsigned stretch_at(const uint64_t *src, const uint64_t *dst, unsigned i,
 static int unshare_page(uint64_t addr)
 {
 	int ours = 0;
-	uint64_t word = addr + MOVE_PAGE - sizeof(int);
+	uint64_t word = addr + UZS_PAGE_SIZE - sizeof(int);
 
 	if (syscall(SYS_futex, &ours, FUTEX_WAKE_OP | FUTEX_PRIVATE_FLAG, 0, NULL,
 		    (void *)(uintptr_t)word, FUTEX_OP(FUTEX_OP_ADD, 0, FUTEX_OP_CMP_EQ, -2048)) < 0)
@@ -120,7 +119,7 @@ uint64_t uffd_moves_corrected(void)
  * preloaded library could take over. false if unknown. */
 static bool pages_mapped(uint64_t addr, unsigned k, unsigned char *vec)
 {
-	return syscall(SYS_mincore, (void *)(uintptr_t)addr, (size_t)k * MOVE_PAGE, vec) == 0;
+	return syscall(SYS_mincore, (void *)(uintptr_t)addr, (size_t)k * UZS_PAGE_SIZE, vec) == 0;
 }
 
 /* Of k pages from src/dst the kernel said it did not move, how many from the first on it
@@ -134,7 +133,7 @@ static unsigned moved_unreported(uint64_t src, uint64_t dst, unsigned k)
 
 	while (done < k) {
 		unsigned n = k - done < CHECK_CHUNK ? k - done : CHECK_CHUNK, j = 0;
-		uint64_t off = (uint64_t)done * MOVE_PAGE;
+		uint64_t off = (uint64_t)done * UZS_PAGE_SIZE;
 
 		if (!pages_mapped(src + off, n, at_src) || !pages_mapped(dst + off, n, at_dst))
 			return done;
@@ -157,12 +156,12 @@ static unsigned moved_unreported(uint64_t src, uint64_t dst, unsigned k)
  * against the page tables (only then: it is rare). */
 static long move_counted(int fd, uint64_t src, uint64_t dst, unsigned k)
 {
-	long m = uffd_move(fd, dst, src, (uintptr_t)k * MOVE_PAGE, 0);
-	unsigned done = m > 0 ? (unsigned)(m / MOVE_PAGE) : 0, more = 0;
+	long m = uffd_move(fd, dst, src, (uintptr_t)k * UZS_PAGE_SIZE, 0);
+	unsigned done = m > 0 ? (unsigned)(m / UZS_PAGE_SIZE) : 0, more = 0;
 
 	if (done < k && (m == -EEXIST || done > 0))
-		more = moved_unreported(src + (uint64_t)done * MOVE_PAGE,
-					dst + (uint64_t)done * MOVE_PAGE, k - done);
+		more = moved_unreported(src + (uint64_t)done * UZS_PAGE_SIZE,
+					dst + (uint64_t)done * UZS_PAGE_SIZE, k - done);
 	if (more)
 		atomic_fetch_add(&moves_corrected, 1);
 	done += more;

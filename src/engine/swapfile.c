@@ -17,8 +17,9 @@
 #include <zlib.h>
 
 #include "fault.h"
+#include "uzswap.h"
 
-#define PAGE 4096u
+#define PAGE UZS_PAGE_SIZE
 #define NR_ALLOC_SHARDS 16u
 #define NO_CLUSTER UINT64_MAX
 

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * vm_fork — what a forked child really got of its parent's memory. Its fork event records
- * the parent's pages for it (vm.c on_fork), but the kernel does not copy every range: one
+ * the parent's pages for it (vm_events.c on_fork), but the kernel does not copy every range: one
  * marked MADV_DONTFORK is absent from the child (which may map new memory there), one
  * marked MADV_WIPEONFORK is empty in it. Left as recorded, the child would read its
  * parent's evicted pages where it must read zeros, count its empty pages as lost, and a

@@ -1,6 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * vm_internal — the structures shared by vm.c (threads, faults, events) and vm_evict.c
+ * vm_internal — the structures shared by the vm's files: vm.c (lifecycle, regions API,
+ * attach, stats), vm_fault.c (the fault thread, serving faults), vm_events.c (munmap,
+ * madvise, mremap, fork events), vm_space.c (spaces, staging slots), vm_intervals.c
+ * (range sets), vm_selffork.c (forks of this process), vm_fork.c (a forked child's
+ * trim), vm_agents.c (children's agents), vm_balance.c (the pool target) and vm_evict.c
  * (the eviction policy, the agent calls, the maps scan).
  *
  * Locking: vm->lock guards every space's table, queues and staging. The fault thread is
@@ -16,13 +20,14 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <time.h>
 #include <linux/userfaultfd.h>
 
 #include "agent_proto.h"
 #include "vm.h"
 #include "vm_table.h"
 
-#define VM_PAGE 4096u
+#define VM_PAGE UZS_PAGE_SIZE /* the short name in the vm's files */
 #define RA_MAX 64u        /* pages swapped in ahead of a sequential fault */
 #define RA_STREAMS 8u     /* sequential streams followed at once */
 #define RA_STREAM_IDLE 64u /* faults after which a stream not continued has ended */
@@ -36,6 +41,9 @@ enum { RA_ALONE, RA_ABOVE, RA_BELOW }; /* which neighbour a swap-in brings along
 /* Room faults leave to the eviction thread: a page being compressed is charged twice
  * (staged and compressed) until its staged copy is discarded, and that must fit too. */
 #define EVICT_RESERVE 32
+/* A swapped page whose data could not be kept anywhere (0 is never a slot): an access
+ * raises SIGBUS, never zeros; it was counted in swapin_errors when it was lost. */
+#define LOST_SLOT 0
 
 /* Why a page could not be moved out (UFFDIO_MOVE refused it): its mapping is read-only or
  * locked (the kernel moves only between writable, unlocked anonymous mappings, as the
@@ -116,7 +124,7 @@ struct vm_space {
 
 	/* A debugger or profiler is attached (TracerPid): it reads memory through the kernel
 	 * without waiting for faults, so evicted pages are brought back (bring_back, by the
-	 * fault thread) and none are evicted until it detaches (vm_evict.c, vm.c). */
+	 * fault thread) and none are evicted until it detaches (vm_evict.c, vm_fault.c, vm.c). */
 	bool traced, bring_back;
 	bool dead;      /* the process exited: reap when no thread uses it */
 	unsigned pins;  /* threads using it outside the lock, besides the eviction thread's */
@@ -222,6 +230,50 @@ static inline uintptr_t pg_addr(uint64_t pg)
 	return (uintptr_t)pg * VM_PAGE;
 }
 
+static inline uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* Charge nr pages (negative: uncharge) to the space and its group. */
+static inline void space_charge(struct vm_space *s, long nr)
+{
+	s->charged += nr;
+	uzs_group_charge_resident(s->vm->group ? s->vm->group : uzs_root_group(s->vm->uzs), nr);
+}
+
+/* Queue a resident page on the active or inactive list (per page: inline). */
+static inline void space_enqueue(struct vm_space *s, uint64_t pg, struct vpage *p, bool active)
+{
+	p->qseq = ++s->qseq;
+	if (active) {
+		p->val |= VP_ACTIVE;
+		s->nactive++;
+	} else {
+		p->val &= ~VP_ACTIVE;
+	}
+	/* a failed push leaves the page unqueued: it stays resident and is never evicted,
+	 * which costs budget, not data */
+	fifo_push(active ? &s->active : &s->inactive, pg, p->qseq);
+}
+
+/* The end of the interval holding addr; addr itself when none does. Faults come in runs
+ * within one interval, so the last one found is tried first. */
+static inline uintptr_t intervals_end_at(struct intervals *iv, uintptr_t addr)
+{
+	if (iv->hit.start <= addr && iv->hit.end > addr)
+		return iv->hit.end;
+	for (size_t i = 0; i < iv->n; i++)
+		if (iv->v[i].start <= addr && iv->v[i].end > addr) {
+			iv->hit = iv->v[i];
+			return iv->hit.end;
+		}
+	return addr;
+}
+
 /* vm.c */
 void vm_kick_faults(struct uzs_vm *vm);
 /* A thread of the vm's, with every signal blocked; 0 or -errno. */
@@ -230,27 +282,58 @@ int vm_thread_start(pthread_t *t, void *(*fn)(void *), void *arg);
  * first half of uzs_vm_sync: not the eviction round in flight, so that the eviction
  * thread itself may call it). */
 void vm_sync_events(struct uzs_vm *vm);
-/* Around a fork of this process, every live vm (see "forks of this process" in vm.c): before
- * (blocks until each fault thread only reads), in the parent after, in the child. */
-void vm_forks_quiesce_all(void);
-void vm_forks_resume_all(void);
-void vm_forks_forget_all(void);
-void space_charge(struct vm_space *s, long nr);
-void space_enqueue(struct vm_space *s, uint64_t pg, struct vpage *p, bool active);
-/* Drop the record of the pages in [start, end) (their slots, their charge), and with
- * unmap the range's registration; vm->lock held. */
-void space_forget(struct vm_space *s, uintptr_t start, uintptr_t end, bool unmap);
+
+/* vm_intervals.c */
 int intervals_add(struct intervals *iv, uintptr_t start, uintptr_t end);
 void intervals_remove(struct intervals *iv, uintptr_t start, uintptr_t end);
 bool intervals_overlap(const struct intervals *iv, uintptr_t start, uintptr_t end);
+
+/* vm_space.c */
+/* A new space on uffd (not yet in vm->spaces); NULL when out of memory. */
+struct vm_space *space_new(struct uzs_vm *vm, int uffd);
+/* Its staging range: slots pages at base. */
+int space_setup_staging(struct vm_space *s, uintptr_t base, unsigned slots);
+/* Free a space no thread uses (its pages, charges, descriptors). */
+void space_free(struct vm_space *s);
+/* Put a space in vm->spaces and the fault thread's epoll set. */
+int space_add(struct uzs_vm *vm, struct vm_space *s);
 /* A free staging slot (nfree must be > 0), and giving one back. */
 uint32_t staging_take(struct vm_space *s);
 void staging_give(struct vm_space *s, uint32_t slot);
 /* Read staged page slot into buf (remote: process_vm_readv). */
 int space_read_staged(struct vm_space *s, unsigned slot, void *buf);
 
+/* vm_fault.c */
+/* The fault thread's loop. */
+void *fault_main(void *arg);
+/* Handle one message of a space's descriptor: a fault, or an event (vm_events.c). */
+void handle_msg(struct vm_space *s, const struct uffd_msg *m);
 /* Serve a page as its fault would be, over the budget (the fault thread only). */
 int vm_serve_now(struct vm_space *s, uint64_t pg);
+
+/* vm_events.c */
+/* Drop the record of the pages in [start, end) (their slots, their charge), and with
+ * unmap the range's registration; vm->lock held. */
+void space_forget(struct vm_space *s, uintptr_t start, uintptr_t end, bool unmap);
+/* munmap or madvise(DONTNEED) of [start, end). */
+void on_remove(struct vm_space *s, uintptr_t start, uintptr_t end, bool unmap);
+/* mremap of len bytes from from to to. */
+void on_remap(struct vm_space *s, uintptr_t from, uintptr_t to, uintptr_t len);
+/* A fork of the space's process: child_fd is the child's descriptor. */
+void on_fork(struct vm_space *parent, int child_fd);
+
+/* vm_selffork.c */
+/* Around a fork of this process, every live vm (see "forks of this process" in
+ * vm_selffork.c): before (blocks until each fault thread only reads), in the parent
+ * after, in the child. */
+void vm_forks_quiesce_all(void);
+void vm_forks_resume_all(void);
+void vm_forks_forget_all(void);
+/* A vm joining or leaving the live list. */
+void live_add(struct uzs_vm *vm);
+void live_remove(struct uzs_vm *vm);
+/* The fault thread while a fork of this process is under way: stash, then handle. */
+unsigned quiet_during_fork(struct uzs_vm *vm, unsigned req);
 
 /* vm_agents.c */
 int vm_children_listen(struct uzs_vm *vm);

@@ -48,27 +48,24 @@ run_valgrind() {
 	rm -f "$log"
 }
 
-# Real programs under `uzswap run` (tests/programs/run-programs.sh): output, exit status,
-# budget. Uses the plain build.
-run_programs() {
-	local log
-	echo "=== real programs under uzswap run"
+# A test script that ends with its own "N passed, N failed" line: title, name, command.
+run_script() {
+	local title=$1 name=$2 log
+	shift 2
+	echo "=== $title"
 	log=$(mktemp)
-	tests/programs/run-programs.sh build 2>&1 | tee "$log"
-	count_result "$log" "real programs"
+	"$@" 2>&1 | tee "$log"
+	count_result "$log" "$name"
 	rm -f "$log"
 }
 
+# Real programs under `uzswap run` (tests/programs/run-programs.sh): output, exit status,
+# budget. Uses the plain build.
+run_programs() { run_script "real programs under uzswap run" "real programs" tests/programs/run-programs.sh build; }
+
 # Unusual and hostile programs under `uzswap run` (tests/hostile/run-hostile.sh): same
 # output, no page lost, no process left, the budget kept. Uses the plain build.
-run_hostile() {
-	local log
-	echo "=== hostile programs under uzswap run"
-	log=$(mktemp)
-	tests/hostile/run-hostile.sh build 2>&1 | tee "$log"
-	count_result "$log" "hostile programs"
-	rm -f "$log"
-}
+run_hostile() { run_script "hostile programs under uzswap run" "hostile programs" tests/hostile/run-hostile.sh build; }
 
 # The source folders' dependencies go one way (scripts/check-layout.sh): one check.
 run_layout() {
@@ -81,24 +78,10 @@ run_layout() {
 }
 
 # Every uzswap bench option, alone and combined: each run verifies every page.
-run_bench_options() {
-	local log
-	echo "=== uzswap bench options"
-	log=$(mktemp)
-	tests/cli/run-bench-options.sh build 2>&1 | tee "$log"
-	count_result "$log" "bench options"
-	rm -f "$log"
-}
+run_bench_options() { run_script "uzswap bench options" "bench options" tests/cli/run-bench-options.sh build; }
 
 # The installed tree: pkg-config, shared and static linking, exported symbols, man pages.
-run_install() {
-	local log
-	echo "=== make install"
-	log=$(mktemp)
-	tests/install/run-install.sh build 2>&1 | tee "$log"
-	count_result "$log" "make install"
-	rm -f "$log"
-}
+run_install() { run_script "make install" "make install" tests/install/run-install.sh build; }
 
 # Each target counts as one test: passed when its summary line says "0 findings".
 run_fuzz() {

@@ -13,13 +13,8 @@ progs=$(cd "$build" && pwd)/hostile
 work=$(mktemp -d /var/tmp/uzs-hostile.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 passed=0 failed=0
-# Where this kernel or user cannot give uzswap run what it needs (userfaultfd with
-# kernel-mode faults and UFFDIO_MOVE), nothing here can run: one line, counted as skipped.
-if ! why=$("$uz" run --memory-max 16M -- true 2>&1 >/dev/null); then
-	echo "SKIP - uzswap run cannot work here: $why"
-	echo "0 passed, 0 failed, 1 skipped"
-	exit 77
-fi
+# shellcheck source=../skip-unless-run-works.sh
+. "$here/../skip-unless-run-works.sh"
 # shellcheck source=lib.sh
 . "$here/lib.sh"
 cases=("$@")

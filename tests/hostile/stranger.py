@@ -13,16 +13,9 @@ import time
 
 
 
-def protocol_magic():
-    """AGENT_MAGIC as src/agent/agent_proto.h defines it, so a new protocol version
-    keeps these hellos well-formed (right magic) where they are meant to be."""
-    here = os.path.dirname(os.path.abspath(__file__))
-    with open(os.path.join(here, "../../src/agent/agent_proto.h")) as f:
-        for line in f:
-            if line.startswith("#define AGENT_MAGIC "):
-                return int(line.split()[2].rstrip("uU"), 16)
-    raise SystemExit("AGENT_MAGIC not found")
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from agent_magic import protocol_magic  # noqa: E402
 
 MAGIC = protocol_magic()
 SYS_userfaultfd = 323  # x86_64

@@ -15,13 +15,8 @@ OVERHEAD_MB=24
 work=$(mktemp -d /var/tmp/uzs-programs.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 passed=0 failed=0
-# Where this kernel or user cannot give uzswap run what it needs (userfaultfd with
-# kernel-mode faults and UFFDIO_MOVE), nothing here can run: one line, counted as skipped.
-if ! why=$("$uz" run --memory-max 16M -- true 2>&1 >/dev/null); then
-	echo "SKIP - uzswap run cannot work here: $why"
-	echo "0 passed, 0 failed, 1 skipped"
-	exit 77
-fi
+# shellcheck source=../skip-unless-run-works.sh
+. "$here/../skip-unless-run-works.sh"
 
 check() { # name budget_MB cmd...: native run, then under uzswap run, compared
 	local name=$1 budget=$2; shift 2
